@@ -1,0 +1,20 @@
+"""keras_cnn_ext: textbook-exact convolutional networks for Keras 3 / TensorFlow.
+
+Importing the package is cheap: it imports TensorFlow and Keras, never tensorflow_datasets
+or keras_tuner (those load when `kce.data` / `kce.tuning` members are first used).
+"""
+
+__version__ = "0.1.0"
+
+from keras_cnn_ext import ops  # noqa: E402
+
+
+def register_ops():
+    """Loads the compiled custom ops, so a SavedModel that contains them can be loaded.
+
+    Raises:
+        RuntimeError: the library is not built or does not load (the message says why).
+    """
+    from keras_cnn_ext.ops import native
+
+    return native.register_ops()

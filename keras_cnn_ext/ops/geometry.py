@@ -1,0 +1,269 @@
+"""Geometry of sliding windows: argument normalisation and the output-size formula.
+
+Every op and layer of the package funnels its `kernel_size` / `pool_size`, `strides` and
+`padding` arguments through this module, so the textbook formula
+
+    K = floor((I + P_top + P_bottom - M) / S) + 1
+
+and the meaning of each padding spelling live in exactly one place.
+"""
+
+import math
+import numbers
+
+# Paddings beyond this can never be meaningful (the padded size would not fit TensorFlow's
+# 32-bit kernel indexing) and are rejected up front instead of overflowing later.
+MAX_PADDING = 2**31 - 1
+
+PADDING_WORDS = ("valid", "same", "full")
+CORR_PADDING_MODES = ("zeros", "replicate", "reflect")
+POOL_PADDING_MODES = ("zeros", "ignore")
+CORR_MODES = ("cross_correlation", "convolution")
+IMPLEMENTATIONS = ("auto", "reference", "composite", "native")
+DATA_FORMATS = ("channels_last", "channels_first")
+
+
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def normalize_tuple(value, name, n=2, allow_zero=False):
+    """Returns `value` as a tuple of `n` Python ints, each >= 1 (or >= 0).
+
+    Args:
+        value: an int or a sequence of `n` ints.
+        name: the argument name used in error messages.
+        n: the tuple length.
+        allow_zero: whether 0 is a valid entry.
+
+    Raises:
+        TypeError: an entry is not an integer (floats and strings included).
+        ValueError: wrong length or an entry below the minimum.
+    """
+    low = 0 if allow_zero else 1
+    expected = (
+        f"an integer or a tuple of {n} integers, each "
+        f"{'non-negative' if allow_zero else 'positive'}"
+    )
+    if _is_int(value):
+        values = (int(value),) * n
+    else:
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
+            raise TypeError(
+                f"Invalid value for argument `{name}`. Expected {expected}. "
+                f"Received: {name}={value!r}"
+            )
+        if len(value) != n:
+            raise ValueError(
+                f"Invalid value for argument `{name}`. Expected {expected}. "
+                f"Received: {name}={value!r}"
+            )
+        if not all(_is_int(v) for v in value):
+            raise TypeError(
+                f"Invalid value for argument `{name}`. Expected {expected}. "
+                f"Received: {name}={value!r}"
+            )
+        values = tuple(int(v) for v in value)
+    if any(v < low for v in values):
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected {expected}. "
+            f"Received: {name}={value!r}"
+        )
+    return values
+
+
+def normalize_choice(value, name, choices):
+    """Returns `value` lower-cased if it is one of `choices`, else raises."""
+    if not isinstance(value, str) or value.lower() not in choices:
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected one of "
+            f"{', '.join(repr(c) for c in choices)}. Received: {name}={value!r}"
+        )
+    return value.lower()
+
+
+def normalize_data_format(data_format):
+    """`None` means the Keras default (`keras.config.image_data_format()`)."""
+    if data_format is None:
+        import keras
+
+        data_format = keras.config.image_data_format()
+    return normalize_choice(data_format, "data_format", DATA_FORMATS)
+
+
+def validate_padding(padding, name="padding"):
+    """Checks the *spelling* of a padding argument, without a kernel size.
+
+    Layers call this in `__init__` so that a bad padding fails at construction; the per-side
+    numbers are resolved by `resolve_padding` once the window size is known.
+
+    Returns:
+        A lower-cased word, or a pair of (before, after) pairs of ints.
+    """
+    expected = (
+        "a non-negative integer P, a pair (P, Q), a pair of pairs "
+        "((top, bottom), (left, right)), or one of 'valid', 'same', 'full'"
+    )
+    if isinstance(value := padding, str):
+        if value.lower() not in PADDING_WORDS:
+            raise ValueError(
+                f"Invalid value for argument `{name}`. Expected {expected}. "
+                f"Received: {name}={padding!r}"
+            )
+        return value.lower()
+
+    def bad(exc=ValueError):
+        return exc(
+            f"Invalid value for argument `{name}`. Expected {expected}. "
+            f"Received: {name}={padding!r}"
+        )
+
+    if _is_int(value):
+        sides = ((value, value), (value, value))
+    elif isinstance(value, (bytes,)) or not hasattr(value, "__len__"):
+        raise bad(TypeError)
+    elif len(value) != 2:
+        raise bad()
+    elif all(_is_int(v) for v in value):
+        sides = ((value[0], value[0]), (value[1], value[1]))
+    elif all(hasattr(v, "__len__") and not isinstance(v, (str, bytes)) for v in value):
+        if not all(len(v) == 2 for v in value):
+            raise bad()
+        if not all(_is_int(p) for v in value for p in v):
+            raise bad(TypeError)
+        sides = tuple(tuple(v) for v in value)
+    else:
+        raise bad(TypeError)
+    sides = tuple(tuple(int(p) for p in pair) for pair in sides)
+    if any(p < 0 or p > MAX_PADDING for pair in sides for p in pair):
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected {expected}, each side between 0 "
+            f"and {MAX_PADDING}. Received: {name}={padding!r}"
+        )
+    return sides
+
+
+def resolve_padding(padding, window, name="padding"):
+    """Turns any padding spelling into per-side numbers for a given window.
+
+    Args:
+        padding: see `validate_padding`.
+        window: (M, N), the kernel or pooling window.
+
+    Returns:
+        ((top, bottom), (left, right)).
+
+    `'same'` is the textbook / PyTorch convention: (M - 1) // 2 before and the rest after, so a
+    stride-1 output has the input's size and a stride-S output has ceil(I / S) rows.
+    """
+    padding = validate_padding(padding, name)
+    if padding == "valid":
+        return ((0, 0), (0, 0))
+    if padding == "full":
+        return tuple((m - 1, m - 1) for m in window)
+    if padding == "same":
+        return tuple(((m - 1) // 2, (m - 1) - (m - 1) // 2) for m in window)
+    return padding
+
+
+def check_pool_padding(pads, window, name="padding"):
+    """Pooling windows must keep at least one real cell: each side < the window."""
+    for (before, after), m in zip(pads, window):
+        if before >= m or after >= m:
+            raise ValueError(
+                f"Invalid value for argument `{name}`. Expected each side of the pooling "
+                f"padding to be smaller than the pooling window {tuple(window)}. "
+                f"Received: {name}={pads!r}"
+            )
+
+
+def output_size(input_size, kernel_size, strides=1, padding=0):
+    """The textbook output size `floor((I + P_before + P_after - M) / S) + 1`.
+
+    Args:
+        input_size: I, an int, or a tuple of ints (one per spatial axis).
+        kernel_size: M, an int or a tuple like `input_size`.
+        strides: S, an int or a tuple.
+        padding: an int P (both sides), a (before, after) pair for a 1-D size, any 2-D
+            padding spelling (see `validate_padding`) for a 2-D size.
+
+    Returns:
+        An int for an int `input_size`, else a tuple of ints.
+
+    Raises:
+        ValueError: the window does not fit into the padded input.
+
+    Example (the book's example 24.4: 7x7 input, 3x3 kernel, stride 2):
+
+    >>> output_size(7, 3, strides=2)
+    3
+    >>> output_size((4, 4), 3, padding=1)
+    (4, 4)
+    """
+    scalar = _is_int(input_size)
+    if scalar:
+        sizes = (int(input_size),)
+        if _is_int(padding):
+            pads = ((int(padding), int(padding)),)
+        elif not isinstance(padding, str) and hasattr(padding, "__len__") and len(padding) == 2 \
+                and all(_is_int(p) for p in padding):
+            pads = ((int(padding[0]), int(padding[1])),)
+        else:
+            pads = None
+    else:
+        sizes = tuple(input_size)
+        pads = None
+    n = len(sizes)
+    window = normalize_tuple(kernel_size, "kernel_size", n)
+    stride = normalize_tuple(strides, "strides", n)
+    if pads is None:
+        if n != 2 and not isinstance(padding, str):
+            raise ValueError(
+                "Invalid value for argument `padding`. Expected an int or a (before, after) "
+                f"pair for a 1-D size. Received: padding={padding!r}"
+            )
+        pads = resolve_padding(padding, window) if n == 2 else tuple(
+            resolve_padding(padding, window * 2)[0] for _ in range(n)
+        )
+    if any(p < 0 for pair in pads for p in pair):
+        raise ValueError(
+            f"Invalid value for argument `padding`. Expected non-negative sides. "
+            f"Received: padding={padding!r}"
+        )
+    out = tuple(
+        window_output_size(i, m, s, p, padding_repr=padding) for i, m, s, p in
+        zip(sizes, window, stride, pads)
+    )
+    return out[0] if scalar else out
+
+
+def window_output_size(size, window, stride, pads, padding_repr=None):
+    """One axis of the formula; `None` (unknown size) stays `None`."""
+    if size is None:
+        return None
+    padded = size + pads[0] + pads[1]
+    if padded < window:
+        raise ValueError(
+            f"The window does not fit into the padded input: input size {size}, "
+            f"kernel size {window}, stride {stride}, padding "
+            f"{padding_repr if padding_repr is not None else pads} "
+            f"(padded size {padded} < kernel size {window})."
+        )
+    return (padded - window) // stride + 1
+
+
+def spatial_output_shape(spatial, window, strides, pads):
+    """Output (H, W) for input (H, W); entries may be None (unknown)."""
+    return tuple(
+        window_output_size(i, m, s, p, padding_repr=pads)
+        for i, m, s, p in zip(spatial, window, strides, pads)
+    )
+
+
+def tf_same_pads(size, window, stride):
+    """The per-side padding TensorFlow's 'SAME' applies (extra cell after), or None."""
+    if size is None:
+        return None
+    out = math.ceil(size / stride)
+    total = max((out - 1) * stride + window - size, 0)
+    return (total // 2, total - total // 2)

@@ -1,0 +1,263 @@
+"""Public functional ops: argument normalisation in one place, then an implementation.
+
+`corr2d`, `max_pool2d` and `mean_pool2d` accept NumPy arrays or tensors, normalise every
+argument with `geometry`, validate shapes (rank 4, channel match, window fits the padded
+input) and hand the normalised call to the reference, composite or native implementation.
+"""
+
+import numpy as np
+import tensorflow as tf
+
+from keras_cnn_ext.ops import composite, dispatch, geometry, reference
+
+
+def _as_float_tensor(value, name, dtype=None):
+    if isinstance(value, (str, bytes)):
+        raise TypeError(
+            f"Invalid value for argument `{name}`. Expected a floating-point tensor or array. "
+            f"Received: {name}={value!r}"
+        )
+    if not tf.is_tensor(value):
+        array = np.asarray(value)
+        if array.dtype.kind not in "fiub":
+            raise TypeError(
+                f"Invalid value for argument `{name}`. Expected a floating-point tensor or "
+                f"array. Received: {name} of dtype {array.dtype}"
+            )
+        if array.dtype.kind != "f":
+            array = array.astype(dtype.as_numpy_dtype if dtype is not None else "float32")
+        value = tf.convert_to_tensor(array, dtype=dtype)
+    elif value.dtype == tf.string:
+        raise TypeError(
+            f"Invalid value for argument `{name}`. Expected a floating-point tensor. "
+            f"Received: {name} of dtype string"
+        )
+    elif not value.dtype.is_floating:
+        value = tf.cast(value, dtype or tf.float32)
+    if dtype is not None and value.dtype != dtype:
+        value = tf.cast(value, dtype)
+    return value
+
+
+def _check_rank(x, name="x"):
+    if x.shape.rank != 4:
+        raise ValueError(
+            f"Invalid value for argument `{name}`. Expected a 4-D tensor (batch, height, "
+            f"width, channels) or (batch, channels, height, width). Received: {name} with "
+            f"shape {tuple(x.shape)}"
+        )
+
+
+def _spatial(shape, data_format):
+    return tuple(shape[1:3]) if data_format == "channels_last" else tuple(shape[2:4])
+
+
+def _channels(shape, data_format):
+    return shape[3] if data_format == "channels_last" else shape[1]
+
+
+def normalize_corr_args(kernel_size, strides, padding, padding_mode, mode, data_format,
+                        implementation):
+    """The one place where corr2d's geometry arguments are checked and normalised."""
+    window = geometry.normalize_tuple(kernel_size, "kernel_size")
+    return (
+        window,
+        geometry.normalize_tuple(strides, "strides"),
+        geometry.resolve_padding(padding, window),
+        geometry.normalize_choice(padding_mode, "padding_mode", geometry.CORR_PADDING_MODES),
+        geometry.normalize_choice(mode, "mode", geometry.CORR_MODES),
+        geometry.normalize_data_format(data_format),
+        geometry.normalize_choice(implementation, "implementation", geometry.IMPLEMENTATIONS),
+    )
+
+
+def normalize_pool_args(pool_size, strides, padding, padding_mode, data_format,
+                        implementation):
+    """The one place where pooling's geometry arguments are checked and normalised."""
+    window = geometry.normalize_tuple(pool_size, "pool_size")
+    strides = window if strides is None else geometry.normalize_tuple(strides, "strides")
+    pads = geometry.resolve_padding(padding, window)
+    geometry.check_pool_padding(pads, window)
+    return (
+        window,
+        strides,
+        pads,
+        geometry.normalize_choice(padding_mode, "padding_mode", geometry.POOL_PADDING_MODES),
+        geometry.normalize_data_format(data_format),
+        geometry.normalize_choice(implementation, "implementation", geometry.IMPLEMENTATIONS),
+    )
+
+
+def _reference_op(forward, backward, inputs, out_shape, data_format, **attrs):
+    """Runs a NumPy reference function as a TF op, with the NumPy backprop formulas."""
+    dtype = inputs[0].dtype
+
+    def to_nhwc(a):
+        return a if data_format == "channels_last" else np.transpose(a, (0, 2, 3, 1))
+
+    def from_nhwc(a):
+        return a if data_format == "channels_last" else np.transpose(a, (0, 3, 1, 2))
+
+    def np_forward(*arrays):
+        arrays = [to_nhwc(arrays[0])] + list(arrays[1:])
+        return from_nhwc(forward(*arrays, **attrs)).astype(dtype.as_numpy_dtype)
+
+    def np_backward(upstream, *arrays):
+        arrays = [to_nhwc(arrays[0])] + list(arrays[1:])
+        grads = backward(*arrays, to_nhwc(upstream), **attrs)
+        grads = grads if isinstance(grads, tuple) else (grads,)
+        return [from_nhwc(grads[0]).astype(dtype.as_numpy_dtype)] + [
+            g.astype(dtype.as_numpy_dtype) for g in grads[1:]]
+
+    @tf.custom_gradient
+    def _op(*tensors):
+        y = tf.numpy_function(np_forward, list(tensors), dtype, stateful=False)
+        y.set_shape(out_shape)
+
+        def grad(upstream):
+            grads = tf.numpy_function(np_backward, [upstream] + list(tensors),
+                                      [dtype] * len(tensors), stateful=False)
+            for g, t in zip(grads, tensors):
+                g.set_shape(t.shape)
+            return grads
+
+        return y, grad
+
+    return _op(*inputs)
+
+
+def _out_shape(x, spatial_out, channels, data_format):
+    batch = x.shape[0]
+    if data_format == "channels_last":
+        return (batch,) + tuple(spatial_out) + (channels,)
+    return (batch, channels) + tuple(spatial_out)
+
+
+def corr2d(x, kernel, strides=1, padding=0, *, padding_mode="zeros",
+           mode="cross_correlation", data_format=None, implementation="auto"):
+    """Textbook 2-D cross-correlation (definition 24.1) of a batch with a kernel bank.
+
+    Args:
+        x: (batch, H, W, C) for channels_last, (batch, C, H, W) for channels_first.
+        kernel: (M, N, C, F), like the kernel of `keras.layers.Conv2D`.
+        strides: S or (S_h, S_w).
+        padding: P (all sides), (P, Q), ((top, bottom), (left, right)), 'valid', 'same'
+            (textbook/PyTorch: (M-1)//2 before, the rest after) or 'full' (M-1 each side).
+        padding_mode: 'zeros', 'replicate' or 'reflect'.
+        mode: 'cross_correlation', or 'convolution' for the kernel flipped in both axes.
+        data_format: 'channels_last' or 'channels_first' (default: Keras' setting).
+        implementation: 'auto', 'reference', 'composite' or 'native'.
+
+    Returns:
+        A tensor of shape (batch, K, L, F) (or channels_first), K = floor((H + P_top +
+        P_bottom - M) / S_h) + 1.
+
+    Example (the book's example 24.3, zero padding 1):
+
+    >>> import numpy as np
+    >>> X = np.array([[3, 2, 0, 1], [0, 2, 1, 2], [2, 0, 0, 3], [2, 3, 1, 2]], "float32")
+    >>> W = np.array([[2, 1, 2], [0, 0, 3], [0, 0, 2]], "float32")
+    >>> y = corr2d(X[None, :, :, None], W[:, :, None, None], padding=1,
+    ...            data_format="channels_last")
+    >>> y[0, :, :, 0].numpy().astype(int).tolist()
+    [[10, 2, 7, 0], [13, 11, 18, 1], [10, 6, 22, 4], [11, 7, 12, 3]]
+    """
+    kernel = _as_float_tensor(kernel, "kernel")
+    x = _as_float_tensor(x, "x", kernel.dtype)
+    if kernel.shape.rank != 4:
+        raise ValueError(
+            "Invalid value for argument `kernel`. Expected a 4-D tensor (M, N, C_in, C_out). "
+            f"Received: kernel with shape {tuple(kernel.shape)}"
+        )
+    window, strides, pads, padding_mode, mode, data_format, implementation = (
+        normalize_corr_args(tuple(kernel.shape[:2]), strides, padding, padding_mode, mode,
+                            data_format, implementation))
+    _check_rank(x)
+    channels = _channels(x.shape, data_format)
+    if channels is not None and channels != kernel.shape[2]:
+        raise ValueError(
+            f"Invalid value for argument `x`. Expected {kernel.shape[2]} input channels to "
+            f"match the kernel of shape {tuple(kernel.shape)}. Received: x with shape "
+            f"{tuple(x.shape)}"
+        )
+    if channels == 0:
+        raise ValueError(
+            f"Invalid value for argument `x`. Expected at least one channel. Received: x "
+            f"with shape {tuple(x.shape)}"
+        )
+    spatial_out = geometry.spatial_output_shape(_spatial(x.shape, data_format), window,
+                                                strides, pads)
+    implementation = dispatch.resolve(implementation, "corr2d", x.dtype)
+    if implementation == "reference":
+        return _reference_op(
+            reference.corr2d, reference.corr2d_grad, [x, kernel],
+            _out_shape(x, spatial_out, kernel.shape[3], data_format), data_format,
+            strides=strides, padding=pads, padding_mode=padding_mode, mode=mode)
+    if implementation == "native":
+        return dispatch.native_required("corr2d").corr2d(
+            x, kernel, strides, pads, padding_mode, mode, data_format)
+    return composite.corr2d(x, kernel, strides, pads, padding_mode, mode, data_format)
+
+
+def _pool(op_name, x, pool_size, strides, padding, padding_mode, data_format,
+          implementation):
+    x = _as_float_tensor(x, "x")
+    window, strides, pads, padding_mode, data_format, implementation = normalize_pool_args(
+        pool_size, strides, padding, padding_mode, data_format, implementation)
+    _check_rank(x)
+    spatial_out = geometry.spatial_output_shape(_spatial(x.shape, data_format), window,
+                                                strides, pads)
+    implementation = dispatch.resolve(implementation, op_name, x.dtype)
+    if implementation == "reference":
+        forward = getattr(reference, op_name)
+        backward = getattr(reference, op_name + "_grad")
+        return _reference_op(
+            forward, backward, [x],
+            _out_shape(x, spatial_out, _channels(x.shape, data_format), data_format),
+            data_format, pool_size=window, strides=strides, padding=pads,
+            padding_mode=padding_mode)
+    module = (dispatch.native_required(op_name) if implementation == "native"
+              else composite)
+    return getattr(module, op_name)(x, window, strides, pads, padding_mode, data_format)
+
+
+def max_pool2d(x, pool_size, strides=None, padding=0, *, padding_mode="zeros",
+               data_format=None, implementation="auto"):
+    """Max pooling (definition 24.2) with textbook zero padding or ignored padding.
+
+    Args:
+        x: (batch, H, W, C) or (batch, C, H, W).
+        pool_size: the window M or (M, N).
+        strides: defaults to the window (non-overlapping pooling).
+        padding: as for `corr2d`; each side must be smaller than the window.
+        padding_mode: 'zeros' (padded cells hold 0 and take part in the max) or 'ignore'.
+        data_format: 'channels_last' or 'channels_first'.
+        implementation: 'auto', 'reference', 'composite' or 'native'.
+
+    Example (the book's example 24.7):
+
+    >>> import numpy as np
+    >>> X = np.array([[3, 2, 0, 1], [0, 2, 1, 2], [2, 0, 0, 3], [2, 3, 1, 2]], "float32")
+    >>> max_pool2d(X[None, :, :, None], 2, data_format="channels_last")[0, :, :, 0].numpy()
+    array([[3., 2.],
+           [3., 3.]], dtype=float32)
+    """
+    return _pool("max_pool2d", x, pool_size, strides, padding, padding_mode, data_format,
+                 implementation)
+
+
+def mean_pool2d(x, pool_size, strides=None, padding=0, *, padding_mode="zeros",
+                data_format=None, implementation="auto"):
+    """Mean pooling (definition 24.2); the divisor is M*N ('zeros') or the number of real
+    cells in the window ('ignore', like Keras 'same' / PyTorch count_include_pad=False).
+
+    Example:
+
+    >>> import numpy as np
+    >>> X = np.arange(16, dtype="float32").reshape(1, 4, 4, 1)
+    >>> mean_pool2d(X, 2, data_format="channels_last")[0, :, :, 0].numpy()
+    array([[ 2.5,  4.5],
+           [10.5, 12.5]], dtype=float32)
+    """
+    return _pool("mean_pool2d", x, pool_size, strides, padding, padding_mode, data_format,
+                 implementation)
