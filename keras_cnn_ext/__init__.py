@@ -7,6 +7,7 @@ or keras_tuner (those load when `kce.data` / `kce.tuning` members are first used
 __version__ = "0.1.0"
 
 from keras_cnn_ext import ops  # noqa: E402
+from keras_cnn_ext import layers  # noqa: E402
 
 
 def register_ops():

@@ -1,0 +1,52 @@
+"""Pieces shared by the convolution and pooling layers."""
+
+import tensorflow as tf
+from tensorflow.python.ops import control_flow_util
+
+from keras_cnn_ext.ops import dispatch, geometry
+
+
+def channel_axis(data_format):
+    return -1 if data_format == "channels_last" else 1
+
+
+def spatial_dims(shape, data_format):
+    return tuple(shape[1:3]) if data_format == "channels_last" else tuple(shape[2:4])
+
+
+def output_shape(input_shape, window, strides, pads, channels, data_format, layer_name):
+    """The layer's output shape; a window that does not fit names the layer."""
+    input_shape = tuple(input_shape)
+    if len(input_shape) != 4:
+        raise ValueError(
+            f"Invalid input shape for layer '{layer_name}'. Expected a 4-D input (batch, "
+            f"height, width, channels) or (batch, channels, height, width). Received: "
+            f"input_shape={input_shape}"
+        )
+    try:
+        spatial = geometry.spatial_output_shape(
+            spatial_dims(input_shape, data_format), window, strides, pads)
+    except ValueError as error:
+        raise ValueError(f"Layer '{layer_name}': {error}") from None
+    if data_format == "channels_last":
+        return (input_shape[0],) + spatial + (channels,)
+    return (input_shape[0], channels) + spatial
+
+
+def supports_jit(implementation, op_name):
+    """XLA can compile the composite ops only; native custom ops and NumPy callbacks cannot."""
+    try:
+        return dispatch.resolve(implementation, op_name) == "composite"
+    except ValueError:
+        return False
+
+
+def check_not_in_xla(layer, implementation):
+    """A native or reference op inside an XLA cluster would fail deep inside TF; say so here."""
+    if implementation in ("native", "reference") and control_flow_util.GraphOrParentsInXlaContext(
+            tf.compat.v1.get_default_graph()):
+        raise ValueError(
+            f"Layer '{layer.name}' uses implementation='{implementation}', which XLA cannot "
+            "compile (jit_compile=True). Use implementation='composite' or 'auto', or compile "
+            "the model with jit_compile=False."
+        )

@@ -1,0 +1,142 @@
+"""`CrossCorrelation2D`: the textbook convolution layer (definition 24.1)."""
+
+import keras
+import tensorflow as tf
+
+from keras_cnn_ext.layers import _base
+from keras_cnn_ext.ops import dispatch, geometry, nn
+
+
+@keras.saving.register_keras_serializable(package="keras_cnn_ext")
+class CrossCorrelation2D(keras.layers.Layer):
+    """2-D cross-correlation with textbook padding, stride and padding modes.
+
+    `y[k, l, f] = b[f] + sum_c sum_m sum_n W[m, n, c, f] * X̂[k*S_h + m, l*S_w + n, c]`, where
+    X̂ is the input padded by `padding` cells filled according to `padding_mode`. Unlike
+    `keras.layers.Conv2D`, padding is explicit and symmetric (or per side), so PyTorch / Caffe
+    models and hand calculations carry over exactly. Parameters: (M*N*C + 1) * filters.
+
+    Args:
+        filters: number of output channels (kernels), a positive integer.
+        kernel_size: M or (M, N).
+        strides: S or (S_h, S_w).
+        padding: P (all four sides), (P, Q), ((top, bottom), (left, right)), 'valid',
+            'same' (textbook / PyTorch: (M-1)//2 before, the rest after) or 'full' (M-1).
+        padding_mode: 'zeros' (零填充), 'replicate' (复制填充) or 'reflect'.
+        mode: 'cross_correlation' (the book's "machine-learning convolution") or
+            'convolution' (the mathematical convolution: the kernel flipped in both axes).
+        activation: a Keras activation, or None.
+        use_bias: whether to add one bias per filter.
+        data_format: 'channels_last' or 'channels_first'; defaults to Keras' setting.
+        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
+        activity_regularizer, kernel_constraint, bias_constraint: as in `keras.layers.Conv2D`.
+        implementation: 'auto', 'composite', 'native' or 'reference' (NumPy, for checking).
+
+    Example (the book's example 24.3: zero padding 1 around a 4x4 input):
+
+    >>> import numpy as np
+    >>> X = np.array([[3, 2, 0, 1], [0, 2, 1, 2], [2, 0, 0, 3], [2, 3, 1, 2]], "float32")
+    >>> W = np.array([[2, 1, 2], [0, 0, 3], [0, 0, 2]], "float32")
+    >>> layer = CrossCorrelation2D(1, 3, padding=1, use_bias=False,
+    ...                            data_format="channels_last")
+    >>> layer.build((None, 4, 4, 1))
+    >>> layer.set_weights([W[:, :, None, None]])
+    >>> layer(X[None, :, :, None])[0, :, :, 0].numpy().astype(int).tolist()
+    [[10, 2, 7, 0], [13, 11, 18, 1], [10, 6, 22, 4], [11, 7, 12, 3]]
+    """
+
+    def __init__(self, filters, kernel_size, strides=1, padding=0, padding_mode="zeros",
+                 mode="cross_correlation", activation=None, use_bias=True, data_format=None,
+                 kernel_initializer="glorot_uniform", bias_initializer="zeros",
+                 kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
+                 kernel_constraint=None, bias_constraint=None, implementation="auto",
+                 **kwargs):
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        if not geometry._is_int(filters) or filters <= 0:
+            raise (TypeError if not geometry._is_int(filters) else ValueError)(
+                "Invalid value for argument `filters`. Expected a strictly positive integer. "
+                f"Received: filters={filters!r}"
+            )
+        self.filters = int(filters)
+        (self.kernel_size, self.strides, _, self.padding_mode, self.mode, self.data_format,
+         self.implementation) = nn.normalize_corr_args(
+            kernel_size, strides, padding, padding_mode, mode, data_format, implementation)
+        self.padding = geometry.validate_padding(padding)
+        self.activation = keras.activations.get(activation)
+        self.use_bias = bool(use_bias)
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
+        self.bias_regularizer = keras.regularizers.get(bias_regularizer)
+        self.kernel_constraint = keras.constraints.get(kernel_constraint)
+        self.bias_constraint = keras.constraints.get(bias_constraint)
+        self.input_spec = keras.layers.InputSpec(min_ndim=4, max_ndim=4)
+        self.supports_jit = _base.supports_jit(self.implementation, "corr2d")
+
+    @property
+    def pads(self):
+        """The padding resolved to ((top, bottom), (left, right))."""
+        return geometry.resolve_padding(self.padding, self.kernel_size)
+
+    def build(self, input_shape):
+        axis = _base.channel_axis(self.data_format)
+        channels = input_shape[axis]
+        if channels is None or channels <= 0:
+            raise ValueError(
+                f"Layer '{self.name}' needs a known, positive number of input channels "
+                f"(axis {axis}). Received: input_shape={tuple(input_shape)}"
+            )
+        self.compute_output_shape(input_shape)  # fails early if the kernel cannot fit
+        self.input_spec = keras.layers.InputSpec(ndim=4, axes={axis: channels})
+        self.kernel = self.add_weight(
+            name="kernel", shape=self.kernel_size + (channels, self.filters),
+            initializer=self.kernel_initializer, regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint)
+        self.bias = self.add_weight(
+            name="bias", shape=(self.filters,), initializer=self.bias_initializer,
+            regularizer=self.bias_regularizer, constraint=self.bias_constraint,
+        ) if self.use_bias else None
+
+    def call(self, inputs):
+        implementation = dispatch.resolve(self.implementation, "corr2d", inputs.dtype)
+        _base.check_not_in_xla(self, implementation)
+        kernel = tf.cast(self.kernel, self.compute_dtype)
+        outputs = nn.corr2d(
+            inputs, kernel, self.strides, self.pads, padding_mode=self.padding_mode,
+            mode=self.mode, data_format=self.data_format, implementation=implementation)
+        if self.use_bias:
+            outputs = tf.nn.bias_add(
+                outputs, tf.cast(self.bias, self.compute_dtype),
+                data_format="NHWC" if self.data_format == "channels_last" else "NCHW")
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        return _base.output_shape(input_shape, self.kernel_size, self.strides, self.pads,
+                                  self.filters, self.data_format, self.name)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "strides": self.strides,
+            "padding": self.padding,
+            "padding_mode": self.padding_mode,
+            "mode": self.mode,
+            "activation": keras.activations.serialize(self.activation),
+            "use_bias": self.use_bias,
+            "data_format": self.data_format,
+            "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
+            "bias_regularizer": keras.regularizers.serialize(self.bias_regularizer),
+            "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
+            "bias_constraint": keras.constraints.serialize(self.bias_constraint),
+            "implementation": self.implementation,
+        })
+        return config
+
+
+Corr2D = CrossCorrelation2D
