@@ -8,6 +8,8 @@ __version__ = "0.1.0"
 
 from keras_cnn_ext import ops  # noqa: E402
 from keras_cnn_ext import layers  # noqa: E402
+from keras_cnn_ext import models  # noqa: E402
+from keras_cnn_ext import analysis  # noqa: E402
 
 
 def register_ops():

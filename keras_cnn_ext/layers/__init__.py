@@ -1,9 +1,13 @@
 """Keras layers built on `keras_cnn_ext.ops` (all registered as "keras_cnn_ext>Name")."""
 
 from keras_cnn_ext.layers.convolutional import Corr2D, CrossCorrelation2D
+from keras_cnn_ext.layers.inception import InceptionModule
+from keras_cnn_ext.layers.normalization import LRN, LocalResponseNormalization
 from keras_cnn_ext.layers.pooling import MaxPool2D, MaxPooling2D, MeanPool2D, MeanPooling2D
+from keras_cnn_ext.layers.residual import BottleneckBlock, ResidualBlock
 
 __all__ = [
     "CrossCorrelation2D", "Corr2D", "MaxPooling2D", "MaxPool2D", "MeanPooling2D",
-    "MeanPool2D",
+    "MeanPool2D", "ResidualBlock", "BottleneckBlock", "InceptionModule",
+    "LocalResponseNormalization", "LRN",
 ]

@@ -1,0 +1,62 @@
+"""AlexNet (Krizhevsky et al. 2012), the original layout on a single tower.
+
+conv1 11x11/4 96 -> LRN -> max pool 3x3/2 -> conv2 5x5 256 (pad 2) -> LRN -> max pool 3x3/2 ->
+conv3 3x3 384 -> conv4 3x3 384 -> conv5 3x3 256 (pad 1) -> max pool 3x3/2 -> fc6 4096 -> fc7 4096
+-> fc8 classes, ReLU everywhere, dropout 0.5 before fc7 and fc8. With the 227x227x3 input the
+last feature map is 6x6x256, as in the paper, and there are 62,378,344 parameters.
+"""
+
+import keras
+
+from keras_cnn_ext.layers.normalization import LocalResponseNormalization
+from keras_cnn_ext.models._common import Net, check_common, global_pool
+
+# (name, filters, kernel, stride, padding, lrn, pool)
+ALEXNET_CONFIG = (
+    ("conv1", 96, 11, 4, 0, True, True),
+    ("conv2", 256, 5, 1, 2, True, True),
+    ("conv3", 384, 3, 1, 1, False, False),
+    ("conv4", 384, 3, 1, 1, False, False),
+    ("conv5", 256, 3, 1, 1, False, True),
+)
+ALEXNET_DENSE = (("fc6", 4096), ("fc7", 4096))
+
+
+def _alexnet(name, config, dense, input_shape=None, num_classes=1000, include_top=True,
+             pooling=None, classifier_activation="softmax", layers="textbook", lrn=True,
+             dropout=0.5):
+    input_shape = check_common(name, input_shape, num_classes, include_top, pooling,
+                               (227, 227, 3))
+    net = Net(name, layers, input_shape)
+    inputs = keras.Input(input_shape, name="input")
+    x = inputs
+    for i, (layer_name, filters, k, s, p, use_lrn, use_pool) in enumerate(config, start=1):
+        x = net.conv(x, filters, k, s, p, activation="relu", name=layer_name)
+        if use_lrn and lrn:
+            x = net.apply(LocalResponseNormalization(name=f"norm{i}"), x)
+        if use_pool:
+            x = net.pool(x, "max", 3, 2, 0, name=f"pool{i}")
+    if include_top:
+        x = keras.layers.Flatten(name="flatten")(x)
+        for layer_name, units in dense:
+            x = net.dense(x, units, activation="relu", name=layer_name)
+            if dropout:
+                x = keras.layers.Dropout(dropout, name=f"drop{layer_name[2:]}")(x)
+        x = net.dense(x, num_classes, activation=classifier_activation, name="fc8")
+    else:
+        x = global_pool(x, pooling)
+    return keras.Model(inputs, x, name=name)
+
+
+def alexnet(input_shape=None, num_classes=1000, include_top=True, pooling=None,
+            classifier_activation="softmax", layers="textbook", lrn=True, dropout=0.5):
+    """AlexNet, single tower: 62,378,344 parameters at 227x227x3 with 1000 classes.
+
+    Args:
+        input_shape: default (227, 227, 3); the smallest input that fits is 67x67.
+        num_classes, include_top, pooling, classifier_activation, layers: as for `lenet5`.
+        lrn: include the local response normalisation after conv1 and conv2.
+        dropout: the dropout rate after fc6 and fc7 (0 disables it).
+    """
+    return _alexnet("alexnet", ALEXNET_CONFIG, ALEXNET_DENSE, input_shape, num_classes,
+                    include_top, pooling, classifier_activation, layers, lrn, dropout)

@@ -1,0 +1,163 @@
+"""Residual networks (He et al. 2016): the ImageNet networks of Table 1 and the CIFAR-10
+networks of section 4.2.
+
+ImageNet (18, 34, 50, 101, 152 layers): conv1 7x7/2 64 (+ BN, ReLU) -> max pool 3x3/2 ->
+conv2_x .. conv5_x (basic or bottleneck blocks; conv3_1, conv4_1, conv5_1 downsample by 2) ->
+global average pooling -> fc. Convolutions have no bias and are followed by batch norm, so the
+trainable parameters equal torchvision's: 11,689,512 / 21,797,672 / 25,557,032 / 44,549,160 /
+60,192,808. Multiply-accumulates at 224x224 (paper "FLOPs" 1.8 / 3.6 / 3.8 / 7.6 / 11.3 x10^9):
+1.81 / 3.66 / 3.86 / 7.57 / 11.28 x10^9 with the paper's stride on the first 1x1 of a bottleneck
+(``stride_on="1x1"``, the default); ``stride_on="3x3"`` is torchvision's "v1.5".
+
+CIFAR (20, 32, 44, 56, 110 = 6n + 2 layers): conv1 3x3 16 -> three stages of n basic blocks
+with 16, 32, 64 filters (32x32, 16x16, 8x8 maps) -> global average pooling -> fc 10, with the
+parameter-free zero-padding shortcut (option A) when the shape changes: 0.27M / 0.46M / 0.66M /
+0.85M / 1.7M parameters, as the paper's Table 6.
+"""
+
+import keras
+
+from keras_cnn_ext.layers.residual import BottleneckBlock, ResidualBlock
+from keras_cnn_ext.models._common import Net, check_common, global_pool_head
+
+# depth -> (block, blocks per stage); stage widths 64, 128, 256, 512
+RESNET_CONFIGS = {
+    18: ("basic", (2, 2, 2, 2)),
+    34: ("basic", (3, 4, 6, 3)),
+    50: ("bottleneck", (3, 4, 6, 3)),
+    101: ("bottleneck", (3, 4, 23, 3)),
+    152: ("bottleneck", (3, 8, 36, 3)),
+}
+RESNET_WIDTHS = (64, 128, 256, 512)
+# depth -> n (blocks per stage); stage widths 16, 32, 64
+CIFAR_RESNET_CONFIGS = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18}
+CIFAR_RESNET_WIDTHS = (16, 32, 64)
+
+_BN = dict(momentum=0.9, epsilon=1e-5)
+
+
+def _stem_conv(net, x, filters, k, s, p):
+    x = net.conv(x, filters, k, s, p, use_bias=False, kernel_initializer="he_normal",
+                 name="conv1")
+    x = keras.layers.BatchNormalization(name="conv1_bn", **_BN)(x)
+    return keras.layers.ReLU(name="conv1_relu")(x)
+
+
+def _stages(net, x, block, widths, depths, first_stage, block_kwargs):
+    for stage, (width, n) in enumerate(zip(widths, depths)):
+        for i in range(n):
+            strides = 2 if (stage > 0 and i == 0) else 1
+            cls = ResidualBlock if block == "basic" else BottleneckBlock
+            x = net.apply(cls(width, strides=strides, layers=net.kind,
+                              name=f"conv{stage + first_stage}_{i + 1}", **block_kwargs), x)
+    return x
+
+
+def _resnet(name, config, input_shape=None, num_classes=1000, include_top=True, pooling=None,
+            classifier_activation="softmax", layers="textbook", stride_on="1x1",
+            preactivation=False, shortcut="auto"):
+    block, depths = config
+    input_shape = check_common(name, input_shape, num_classes, include_top, pooling,
+                               (224, 224, 3))
+    net = Net(name, layers, input_shape)
+    inputs = keras.Input(input_shape, name="input")
+    x = _stem_conv(net, inputs, 64, 7, 2, 3)
+    x = net.pool(x, "max", 3, 2, 1, name="pool1")
+    kwargs = dict(preactivation=preactivation, shortcut=shortcut)
+    if block == "bottleneck":
+        kwargs["stride_on"] = stride_on
+    x = _stages(net, x, block, RESNET_WIDTHS, depths, 2, kwargs)
+    if preactivation:
+        x = keras.layers.BatchNormalization(name="post_bn", **_BN)(x)
+        x = keras.layers.ReLU(name="post_relu")(x)
+    x = global_pool_head(x, include_top, pooling, num_classes, classifier_activation)
+    return keras.Model(inputs, x, name=name)
+
+
+def _cifar_resnet(name, n, input_shape=None, num_classes=10, include_top=True, pooling=None,
+                  classifier_activation="softmax", layers="textbook", shortcut="zero_pad",
+                  preactivation=False):
+    input_shape = check_common(name, input_shape, num_classes, include_top, pooling,
+                               (32, 32, 3))
+    net = Net(name, layers, input_shape)
+    inputs = keras.Input(input_shape, name="input")
+    x = _stem_conv(net, inputs, 16, 3, 1, 1)
+    x = _stages(net, x, "basic", CIFAR_RESNET_WIDTHS, (n, n, n), 2,
+                dict(preactivation=preactivation, shortcut=shortcut))
+    if preactivation:
+        x = keras.layers.BatchNormalization(name="post_bn", **_BN)(x)
+        x = keras.layers.ReLU(name="post_relu")(x)
+    x = global_pool_head(x, include_top, pooling, num_classes, classifier_activation)
+    return keras.Model(inputs, x, name=name)
+
+
+_IMAGENET_DOC = """ResNet-{depth} (ImageNet, Table 1): {params} trainable parameters at 224x224x3.
+
+    Args:
+        input_shape: default (224, 224, 3); any input of at least 1x1 works (global pooling).
+        num_classes, include_top, pooling, classifier_activation: as for `lenet5`.
+        layers: "textbook" (this package's layers) or "keras" (stock Keras layers).
+        stride_on: bottleneck networks: "1x1" (the paper) or "3x3" (torchvision's v1.5).
+        preactivation: use the pre-activation blocks of ResNet v2 (with a final BN + ReLU).
+        shortcut: "auto" (projection where the shape changes: option B), "projection"
+            (option C) or "zero_pad" (option A).
+    """
+
+_CIFAR_DOC = """ResNet-{depth} for CIFAR-10 (section 4.2, n={n}): {params} trainable parameters.
+
+    Args:
+        input_shape: default (32, 32, 3); any input of at least 1x1 works.
+        num_classes: default 10. include_top, pooling, classifier_activation, layers: as for
+            `lenet5`.
+        shortcut: "zero_pad" (option A, the paper's choice here) or "auto" / "projection".
+        preactivation: pre-activation blocks (ResNet v2).
+    """
+
+
+def resnet18(**kwargs):
+    return _resnet("resnet18", RESNET_CONFIGS[18], **kwargs)
+
+
+def resnet34(**kwargs):
+    return _resnet("resnet34", RESNET_CONFIGS[34], **kwargs)
+
+
+def resnet50(**kwargs):
+    return _resnet("resnet50", RESNET_CONFIGS[50], **kwargs)
+
+
+def resnet101(**kwargs):
+    return _resnet("resnet101", RESNET_CONFIGS[101], **kwargs)
+
+
+def resnet152(**kwargs):
+    return _resnet("resnet152", RESNET_CONFIGS[152], **kwargs)
+
+
+def resnet20(**kwargs):
+    return _cifar_resnet("resnet20", CIFAR_RESNET_CONFIGS[20], **kwargs)
+
+
+def resnet32(**kwargs):
+    return _cifar_resnet("resnet32", CIFAR_RESNET_CONFIGS[32], **kwargs)
+
+
+def resnet44(**kwargs):
+    return _cifar_resnet("resnet44", CIFAR_RESNET_CONFIGS[44], **kwargs)
+
+
+def resnet56(**kwargs):
+    return _cifar_resnet("resnet56", CIFAR_RESNET_CONFIGS[56], **kwargs)
+
+
+def resnet110(**kwargs):
+    return _cifar_resnet("resnet110", CIFAR_RESNET_CONFIGS[110], **kwargs)
+
+
+for _depth, _params in ((18, "11,689,512"), (34, "21,797,672"), (50, "25,557,032"),
+                        (101, "44,549,160"), (152, "60,192,808")):
+    globals()[f"resnet{_depth}"].__doc__ = _IMAGENET_DOC.format(depth=_depth, params=_params)
+for _depth, _params in ((20, "269,722"), (32, "464,154"), (44, "658,586"), (56, "853,018"),
+                        (110, "1,727,962")):
+    globals()[f"resnet{_depth}"].__doc__ = _CIFAR_DOC.format(
+        depth=_depth, n=CIFAR_RESNET_CONFIGS[_depth], params=_params)

@@ -1,0 +1,114 @@
+"""VGG networks (Simonyan & Zisserman 2014), Table 1 configurations A, A-LRN, B, C, D, E.
+
+Every stage is a stack of stride-1 convolutions ("conv3" pads 1, "conv1" pads 0) with ReLU,
+followed by 2x2 stride-2 max pooling; then fc6 4096, fc7 4096 (ReLU, dropout 0.5) and fc8.
+Parameters at 224x224x3 with 1000 classes (Table 2 rounds them to millions):
+
+======  ======  =============
+config  layers  parameters
+======  ======  =============
+A       11      132,863,336
+A-LRN   11      132,863,336   (LRN has no weights)
+B       13      133,047,848
+C       16      133,638,952
+D       16      138,357,544
+E       19      143,667,240
+======  ======  =============
+"""
+
+import keras
+
+from keras_cnn_ext.layers.normalization import LocalResponseNormalization
+from keras_cnn_ext.models._common import Net, check_common, global_pool
+
+VGG_WIDTHS = (64, 128, 256, 512, 512)
+# per configuration: the kernel sizes of each stage's convolutions, and LRN after conv1_1
+VGG_CONFIGS = {
+    "A": dict(stages=((3,), (3,), (3, 3), (3, 3), (3, 3)), lrn=False),
+    "A-LRN": dict(stages=((3,), (3,), (3, 3), (3, 3), (3, 3)), lrn=True),
+    "B": dict(stages=((3, 3), (3, 3), (3, 3), (3, 3), (3, 3)), lrn=False),
+    "C": dict(stages=((3, 3), (3, 3), (3, 3, 1), (3, 3, 1), (3, 3, 1)), lrn=False),
+    "D": dict(stages=((3, 3), (3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3)), lrn=False),
+    "E": dict(stages=((3, 3), (3, 3), (3, 3, 3, 3), (3, 3, 3, 3), (3, 3, 3, 3)), lrn=False),
+}
+VGG_DENSE = (("fc6", 4096), ("fc7", 4096))
+
+
+def _vgg(name, config, input_shape=None, num_classes=1000, include_top=True, pooling=None,
+         classifier_activation="softmax", layers="textbook", dropout=0.5):
+    input_shape = check_common(name, input_shape, num_classes, include_top, pooling,
+                               (224, 224, 3))
+    net = Net(name, layers, input_shape)
+    inputs = keras.Input(input_shape, name="input")
+    x = inputs
+    for stage, (width, kernels) in enumerate(zip(VGG_WIDTHS, config["stages"]), start=1):
+        for i, k in enumerate(kernels, start=1):
+            x = net.conv(x, width, k, 1, (k - 1) // 2, activation="relu",
+                         name=f"conv{stage}_{i}")
+            if stage == 1 and i == 1 and config["lrn"]:
+                x = net.apply(LocalResponseNormalization(name="norm1"), x)
+        x = net.pool(x, "max", 2, 2, 0, name=f"pool{stage}")
+    if include_top:
+        x = keras.layers.Flatten(name="flatten")(x)
+        for layer_name, units in VGG_DENSE:
+            x = net.dense(x, units, activation="relu", name=layer_name)
+            if dropout:
+                x = keras.layers.Dropout(dropout, name=f"drop{layer_name[2:]}")(x)
+        x = net.dense(x, num_classes, activation=classifier_activation, name="fc8")
+    else:
+        x = global_pool(x, pooling)
+    return keras.Model(inputs, x, name=name)
+
+
+_NAMES = {"A": "vgg11", "A-LRN": "vgg11_lrn", "B": "vgg13", "C": "vgg16_c", "D": "vgg16",
+          "E": "vgg19"}
+
+
+def vgg(config="D", input_shape=None, num_classes=1000, include_top=True, pooling=None,
+        classifier_activation="softmax", layers="textbook", dropout=0.5):
+    """A VGG network of the paper's Table 1.
+
+    Args:
+        config: "A", "A-LRN", "B", "C", "D" or "E" (parameters in the module docstring).
+        input_shape: default (224, 224, 3); 32x32 is the smallest that fits the five poolings.
+        num_classes, include_top, pooling, classifier_activation, layers: as for `lenet5`.
+        dropout: the rate after fc6 and fc7 (0 disables it).
+    """
+    if not isinstance(config, str) or config.upper() not in VGG_CONFIGS:
+        raise ValueError(
+            "Invalid value for argument `config`. Expected one of "
+            f"{', '.join(repr(c) for c in VGG_CONFIGS)}. Received: config={config!r}"
+        )
+    config = config.upper()
+    return _vgg(_NAMES[config], VGG_CONFIGS[config], input_shape, num_classes, include_top,
+                pooling, classifier_activation, layers, dropout)
+
+
+def vgg11(**kwargs):
+    """VGG configuration A (11 weight layers): 132,863,336 parameters."""
+    return vgg("A", **kwargs)
+
+
+def vgg11_lrn(**kwargs):
+    """VGG configuration A-LRN (A with LRN after conv1_1): 132,863,336 parameters."""
+    return vgg("A-LRN", **kwargs)
+
+
+def vgg13(**kwargs):
+    """VGG configuration B (13 weight layers): 133,047,848 parameters."""
+    return vgg("B", **kwargs)
+
+
+def vgg16_c(**kwargs):
+    """VGG configuration C (16 weight layers, three 1x1 convolutions): 133,638,952."""
+    return vgg("C", **kwargs)
+
+
+def vgg16(**kwargs):
+    """VGG configuration D (16 weight layers): 138,357,544 parameters."""
+    return vgg("D", **kwargs)
+
+
+def vgg19(**kwargs):
+    """VGG configuration E (19 weight layers): 143,667,240 parameters."""
+    return vgg("E", **kwargs)
