@@ -104,7 +104,8 @@ def validate_padding(padding, name="padding"):
         "a non-negative integer P, a pair (P, Q), a pair of pairs "
         "((top, bottom), (left, right)), or one of 'valid', 'same', 'full'"
     )
-    if isinstance(value := padding, str):
+    value = padding
+    if isinstance(value, str):
         if value.lower() not in PADDING_WORDS:
             raise ValueError(
                 f"Invalid value for argument `{name}`. Expected {expected}. "
@@ -166,14 +167,19 @@ def resolve_padding(padding, window, name="padding"):
     return padding
 
 
-def check_pool_padding(pads, window, name="padding"):
-    """Pooling windows must keep at least one real cell: each side < the window."""
+def check_pool_padding(pads, window, name="padding", received=None):
+    """Pooling windows must keep at least one real cell: each side < the window.
+
+    `received` is the padding as the caller spelled it (for the error message); `pads` is its
+    per-side resolution.
+    """
     for (before, after), m in zip(pads, window):
         if before >= m or after >= m:
+            spelled = pads if received is None else received
             raise ValueError(
                 f"Invalid value for argument `{name}`. Expected each side of the pooling "
                 f"padding to be smaller than the pooling window {tuple(window)}. "
-                f"Received: {name}={pads!r}"
+                f"Received: {name}={spelled!r} (per side {pads!r})"
             )
 
 

@@ -19,12 +19,14 @@ def _as_float_tensor(value, name, dtype=None):
         )
     if not tf.is_tensor(value):
         array = np.asarray(value)
-        if array.dtype.kind not in "fiub":
+        # ml_dtypes' bfloat16 (what `bfloat16_tensor.numpy()` returns) has dtype kind "V".
+        floating = array.dtype.kind == "f" or array.dtype.name == "bfloat16"
+        if not floating and array.dtype.kind not in "iub":
             raise TypeError(
                 f"Invalid value for argument `{name}`. Expected a floating-point tensor or "
                 f"array. Received: {name} of dtype {array.dtype}"
             )
-        if array.dtype.kind != "f":
+        if not floating:
             array = array.astype(dtype.as_numpy_dtype if dtype is not None else "float32")
         value = tf.convert_to_tensor(array, dtype=dtype)
     elif value.dtype == tf.string:
@@ -77,7 +79,7 @@ def normalize_pool_args(pool_size, strides, padding, padding_mode, data_format,
     window = geometry.normalize_tuple(pool_size, "pool_size")
     strides = window if strides is None else geometry.normalize_tuple(strides, "strides")
     pads = geometry.resolve_padding(padding, window)
-    geometry.check_pool_padding(pads, window)
+    geometry.check_pool_padding(pads, window, received=padding)
     return (
         window,
         strides,
@@ -117,6 +119,9 @@ def _reference_op(forward, backward, inputs, out_shape, data_format, **attrs):
         def grad(upstream):
             grads = tf.numpy_function(np_backward, [upstream] + list(tensors),
                                       [dtype] * len(tensors), stateful=False)
+            if not isinstance(grads, (list, tuple)):
+                # Eager numpy_function returns a bare tensor for a one-element Tout list.
+                grads = [grads]
             for g, t in zip(grads, tensors):
                 g.set_shape(t.shape)
             return grads

@@ -57,7 +57,7 @@ def _geometry(spatial, window, strides, padding, pooling=False):
         strides, "strides")
     pads = geometry.resolve_padding(padding, window)
     if pooling:
-        geometry.check_pool_padding(pads, window)
+        geometry.check_pool_padding(pads, window, received=padding)
     out = geometry.spatial_output_shape(spatial, window, strides, pads)
     return window, strides, pads, out
 
