@@ -119,6 +119,10 @@ def test_padding_2_pow_62_in_output_size():
         kce.ops.output_size((5, 5), 3, padding=2**62)
     with pytest.raises(ValueError, match=received("padding", -1)):
         kce.ops.output_size(5, 3, padding=-1)
+    with pytest.raises(ValueError, match=received("padding", 2**62)):
+        kce.ops.output_size(5, 3, padding=2**62)
+    with pytest.raises(ValueError, match=re.escape("Received: padding=(0, 4611686018427387904)")):
+        kce.ops.output_size(5, 3, padding=(0, 2**62))
 
 
 @pytest.mark.parametrize("pool_size, value", [
@@ -306,6 +310,10 @@ def test_zero_channels():
     with pytest.raises(ValueError, match=r"`x`[\s\S]*at least one channel[\s\S]*"
                                          r"Received: x with shape \(1, 5, 5, 0\)"):
         kce.ops.corr2d(np.ones((1, 5, 5, 0), "float32"), np.ones((3, 3, 0, 2), "float32"))
+    for op in (kce.ops.max_pool2d, kce.ops.mean_pool2d):
+        with pytest.raises(ValueError, match=r"`x`[\s\S]*at least one channel[\s\S]*"
+                                             r"Received: x with shape \(1, 5, 5, 0\)"):
+            op(np.ones((1, 5, 5, 0), "float32"), 2)
     for layer in (L.CrossCorrelation2D(2, 3), L.MaxPooling2D(2), L.MeanPooling2D(2)):
         with pytest.raises(ValueError, match=r"channel[\s\S]*Received: input_shape="
                                              r"\(1, 5, 5, 0\)"):

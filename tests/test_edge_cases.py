@@ -314,37 +314,39 @@ def test_nan_propagates_to_exactly_the_windows_containing_it_mean_pool(padding_m
     np.testing.assert_allclose(y[~mask], finite[~mask], rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("implementation", ["reference", "composite"])
 @pytest.mark.parametrize("padding_mode", ["zeros", "ignore"])
-def test_nan_max_pool_reference_propagates(padding_mode, rng):
-    """The reference (the definition, with NumPy's max) propagates NaN to every window that
-    holds one, like corr2d and mean pooling."""
+def test_nan_never_wins_max_pool(padding_mode, implementation, rng):
+    """Documented rule (TensorFlow's): a NaN cell never wins the max, so every window equals
+    the max of its other cells, and no NaN reaches the output when each window has a number."""
     x = _nan_input(rng, (2, 6, 7, 2), NAN_CELLS)
     kwargs = dict(pool_size=3, strides=2, padding=1, padding_mode=padding_mode)
-    y = kce.ops.max_pool2d(x, implementation="reference", **kwargs).numpy()
-    mask = _windows_containing_nan(x, lambda ind: reference.max_pool2d(ind, **kwargs))
-    np.testing.assert_array_equal(np.isnan(y), mask)
+    y = kce.ops.max_pool2d(x, implementation=implementation, **kwargs).numpy()
+    assert not np.isnan(y).any()
+    # the same windows with the NaN cells replaced by -inf (a value that can never win)
+    expected = reference.max_pool2d(np.where(np.isnan(x), -np.inf, x), **kwargs)
+    np.testing.assert_array_equal(y, expected)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Known disagreement, reported to the lead: TensorFlow's MaxPool skips NaN (checked on the "
-    "CPU with oneDNN on and off, and under XLA; not checked on a GPU), so the composite max "
-    "pooling returns the max of the other cells where the reference returns NaN. DESIGN §3 "
-    "does not document NaN yet; decide, document, and make both implementations agree."))
-@pytest.mark.parametrize("padding_mode", ["zeros", "ignore"])
-def test_nan_max_pool_composite_matches_reference(padding_mode, rng):
+def test_nan_max_pool_gradient_skips_nan_cells(rng):
     x = _nan_input(rng, (2, 6, 7, 2), NAN_CELLS)
-    kwargs = dict(pool_size=3, strides=2, padding=1, padding_mode=padding_mode)
-    y = kce.ops.max_pool2d(x, implementation="composite", **kwargs).numpy()
-    expected = reference.max_pool2d(x, **kwargs)
-    np.testing.assert_array_equal(np.isnan(y), np.isnan(expected))
+    kwargs = dict(pool_size=3, strides=2, padding=1)
+    xt = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        y = kce.ops.max_pool2d(xt, implementation="composite", **kwargs)
+    dx = tape.gradient(y, xt).numpy()
+    assert all(dx[cell] == 0 for cell in NAN_CELLS)
+    expected = reference.max_pool2d_grad(x, np.ones(y.shape), **kwargs)
+    np.testing.assert_array_equal(dx, expected)
 
 
 def test_nan_in_tensorflow_max_pool_is_skipped():
-    """Documents the TensorFlow behaviour behind the xfail above (if this starts failing, TF
-    changed and the composite path may now agree with the reference)."""
+    """Documents the TensorFlow behaviour our NaN rule follows (if this starts failing, TF
+    changed and the documented rule must be revisited)."""
     x = np.array([[1.0, np.nan], [0.5, 0.25]])[None, :, :, None]
     assert tf.nn.max_pool2d(x, 2, 2, "VALID").numpy()[0, 0, 0, 0] == 1.0
-    assert np.isnan(reference.max_pool2d(x, 2)[0, 0, 0, 0])
+    assert reference.max_pool2d(x, 2)[0, 0, 0, 0] == 1.0
 
 
 # ---------------------------------------------------------------- inputs of other dtypes

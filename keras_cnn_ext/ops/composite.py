@@ -11,6 +11,7 @@ from the backprop formulas (DESIGN §3) rather than left to autodiff:
   input with the dilated upstream gradient (`Conv2DBackpropFilter`).
 * max pooling: the upstream value goes to the first maximal cell of its window in row-major
   order (`MaxPoolGrad` over the padded input, so a padded zero that wins passes nothing).
+  NaN follows TensorFlow's max: a NaN cell never wins (the maximum of the other cells).
 * mean pooling: every cell of a window receives upstream / divisor.
 
 Why explicit padding instead of `tf.nn.conv2d(padding=[...])`: on the CPU the explicit-padding
@@ -114,12 +115,50 @@ def unpad(g, pads, input_shape, padding_mode):
     return g
 
 
-def _conv_padding(x, window, strides, pads, padding_mode):
-    """Chooses between TF 'SAME' and explicit pad + 'VALID' for the forward and backward."""
-    if padding_mode == "zeros" and not _no_pads(pads) and _is_tf_same(
-            _static_hw(x), window, strides, pads):
-        return "SAME"
-    return "VALID"
+def _check_window_fits(x, window, pads):
+    """Returns `x`, guarded by a run-time check of the sizes unknown at trace time (known
+    sizes were already checked by `nn` with a ValueError)."""
+    checks = []
+    for axis, m, (before, after) in zip((1, 2), window, pads):
+        if x.shape[axis] is None:
+            checks.append(tf.debugging.assert_greater_equal(
+                tf.shape(x)[axis] + before + after, m,
+                message=(f"The window does not fit into the padded input along spatial axis "
+                         f"{axis - 1}: kernel size {m}, padding {(before, after)}")))
+    if not checks:
+        return x
+    with tf.control_dependencies(checks):
+        return tf.identity(x)
+
+
+def _conv_plan(x, window, strides, pads, padding_mode):
+    """How to run the forward: TF padding word, effective strides and a crop of the input.
+
+    TF 'SAME' is used where it equals the textbook padding (no padded copy: as fast as stock
+    Keras). An output axis of static size 1 is computed with stride 1 over the input cropped
+    to the window: the same numbers, and it avoids a oneDNN float32 defect in TF 2.21 (wrong
+    values for one-column outputs with stride > 1).
+    """
+    spatial = _static_hw(x)
+    single = tuple(
+        size is not None and s > 1
+        and geometry.window_output_size(size, m, s, p) == 1
+        for size, m, s, p in zip(spatial, window, strides, pads))
+    crop = tuple(m if one else None for m, one in zip(window, single))
+    strides = tuple(1 if one else s for s, one in zip(strides, single))
+    if (padding_mode == "zeros" and not _no_pads(pads) and not any(single)
+            and _is_tf_same(spatial, window, strides, pads)):
+        return "SAME", strides, crop
+    return "VALID", strides, crop
+
+
+def _output_shape(x, kernel, window, strides, pads):
+    """(N, K, L, F) from the formula, as a tensor: some oneDNN kernels return a wrongly shaped
+    empty tensor for an empty batch, and reshaping an empty tensor is free and always valid."""
+    shape = tf.shape(x)
+    out = [(shape[axis] + p[0] + p[1] - m) // s + 1
+           for axis, m, s, p in zip((1, 2), window, strides, pads)]
+    return tf.stack([shape[0], out[0], out[1], tf.shape(kernel)[3]])
 
 
 def corr2d(x, kernel, strides, pads, padding_mode="zeros", mode="cross_correlation",
@@ -128,26 +167,34 @@ def corr2d(x, kernel, strides, pads, padding_mode="zeros", mode="cross_correlati
     strides = tuple(strides)
     pads = tuple(tuple(p) for p in pads)
     flip = mode == "convolution"
-    tf_strides = (1,) + strides + (1,)
 
     @tf.custom_gradient
     def _corr(x, kernel):
         x_nhwc = _to_nhwc(x, data_format)
         window = tuple(kernel.shape[:2])
         used = tf.reverse(kernel, (0, 1)) if flip else kernel
-        tf_padding = _conv_padding(x_nhwc, window, strides, pads, padding_mode)
+        tf_padding, run_strides, crop = _conv_plan(x_nhwc, window, strides, pads,
+                                                   padding_mode)
+        tf_strides = (1,) + run_strides + (1,)
+        x_nhwc = _check_window_fits(x_nhwc, window, pads)
         xp = x_nhwc if tf_padding == "SAME" else pad(x_nhwc, pads, padding_mode)
-        y = tf.nn.conv2d(xp, used, tf_strides, tf_padding)
+        xc = xp[:, :crop[0] or None, :crop[1] or None, :] if any(crop) else xp
+        y = tf.nn.conv2d(xc, used, tf_strides, tf_padding)
+        y = tf.reshape(y, _output_shape(x_nhwc, used, window, strides, pads))
 
         def grad(upstream):
             g = _to_nhwc(upstream, data_format)
-            dxp = tf.raw_ops.Conv2DBackpropInput(
-                input_sizes=tf.shape(xp), filter=used, out_backprop=g, strides=tf_strides,
+            dxc = tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=tf.shape(xc), filter=used, out_backprop=g, strides=tf_strides,
                 padding=tf_padding)
+            dxp = dxc
+            if any(crop):
+                rest = tf.shape(xp) - tf.shape(xc)
+                dxp = tf.pad(dxc, ((0, 0), (0, rest[1]), (0, rest[2]), (0, 0)))
             dx = dxp if tf_padding == "SAME" else unpad(
                 dxp, pads, tf.shape(x_nhwc), padding_mode)
             dw = tf.raw_ops.Conv2DBackpropFilter(
-                input=xp, filter_sizes=tf.shape(used), out_backprop=g, strides=tf_strides,
+                input=xc, filter_sizes=tf.shape(used), out_backprop=g, strides=tf_strides,
                 padding=tf_padding)
             if flip:
                 dw = tf.reverse(dw, (0, 1))
@@ -177,6 +224,7 @@ def max_pool2d(x, pool_size, strides, pads, padding_mode="zeros",
             tf_padding, xp = "SAME", x_nhwc
         else:
             fill = _lowest(x.dtype) if padding_mode == "ignore" else 0.0
+            x_nhwc = _check_window_fits(x_nhwc, pool_size, pads)
             tf_padding, xp = "VALID", pad(x_nhwc, pads, "zeros", fill=fill)
         y = tf.nn.max_pool2d(xp, ksize, tf_strides, tf_padding)
 
@@ -218,6 +266,7 @@ def mean_pool2d(x, pool_size, strides, pads, padding_mode="zeros",
         if same:
             tf_padding, xp = "SAME", x_nhwc
         else:
+            x_nhwc = _check_window_fits(x_nhwc, pool_size, pads)
             tf_padding, xp = "VALID", pad(x_nhwc, pads, "zeros")
         y = tf.nn.avg_pool2d(xp, ksize, tf_strides, tf_padding)
         scale = (window_cells / _window_counts(x_nhwc, pool_size, strides, pads, x.dtype)

@@ -209,11 +209,18 @@ def output_size(input_size, kernel_size, strides=1, padding=0):
     scalar = _is_int(input_size)
     if scalar:
         sizes = (int(input_size),)
-        if _is_int(padding):
-            pads = ((int(padding), int(padding)),)
-        elif not isinstance(padding, str) and hasattr(padding, "__len__") and len(padding) == 2 \
-                and all(_is_int(p) for p in padding):
-            pads = ((int(padding[0]), int(padding[1])),)
+        if _is_int(padding) or (
+                not isinstance(padding, str) and hasattr(padding, "__len__")
+                and len(padding) == 2 and all(_is_int(p) for p in padding)):
+            # one axis: P means (P, P); a pair is (before, after)
+            sides = (padding, padding) if _is_int(padding) else tuple(padding)
+            if any(p < 0 or p > MAX_PADDING for p in sides):
+                raise ValueError(
+                    "Invalid value for argument `padding`. Expected a non-negative integer or "
+                    f"a (before, after) pair, each side at most {MAX_PADDING}. "
+                    f"Received: padding={padding!r}"
+                )
+            pads = (tuple(int(p) for p in sides),)
         else:
             pads = None
     else:

@@ -50,6 +50,14 @@ def _check_rank(x, name="x"):
         )
 
 
+def _check_channels(x, data_format):
+    if _channels(x.shape, data_format) == 0:
+        raise ValueError(
+            f"Invalid value for argument `x`. Expected at least one channel. Received: x "
+            f"with shape {tuple(x.shape)}"
+        )
+
+
 def _spatial(shape, data_format):
     return tuple(shape[1:3]) if data_format == "channels_last" else tuple(shape[2:4])
 
@@ -185,11 +193,7 @@ def corr2d(x, kernel, strides=1, padding=0, *, padding_mode="zeros",
             f"match the kernel of shape {tuple(kernel.shape)}. Received: x with shape "
             f"{tuple(x.shape)}"
         )
-    if channels == 0:
-        raise ValueError(
-            f"Invalid value for argument `x`. Expected at least one channel. Received: x "
-            f"with shape {tuple(x.shape)}"
-        )
+    _check_channels(x, data_format)
     spatial_out = geometry.spatial_output_shape(_spatial(x.shape, data_format), window,
                                                 strides, pads)
     implementation = dispatch.resolve(implementation, "corr2d", x.dtype)
@@ -210,6 +214,7 @@ def _pool(op_name, x, pool_size, strides, padding, padding_mode, data_format,
     window, strides, pads, padding_mode, data_format, implementation = normalize_pool_args(
         pool_size, strides, padding, padding_mode, data_format, implementation)
     _check_rank(x)
+    _check_channels(x, data_format)
     spatial_out = geometry.spatial_output_shape(_spatial(x.shape, data_format), window,
                                                 strides, pads)
     implementation = dispatch.resolve(implementation, op_name, x.dtype)

@@ -194,11 +194,18 @@ def _pool_windows(x, pool_size, strides, padding, padding_mode):
     return x4, matrix, window, strides, pads, (out_h, out_w), xp, real
 
 
+def _nan_never_wins(patch):
+    return np.where(np.isnan(patch), -np.inf, patch)
+
+
 def max_pool2d(x, pool_size, strides=None, padding=0, *, padding_mode="zeros"):
     """y[k, l, c] = max over the M x N window at (k*S_h, l*S_w) of the padded input.
 
     `padding_mode='zeros'` is the book's: padded cells hold 0 and take part in the max.
     `'ignore'` leaves padded cells out (the Keras / PyTorch behaviour).
+
+    NaN cells never win the max (TensorFlow's rule, which the composite and native paths
+    share); the result of a window holding only NaN is unspecified (here NaN).
     """
     x4, matrix, window, strides, _, (out_h, out_w), xp, _ = _pool_windows(
         x, pool_size, strides, padding, padding_mode)
@@ -207,7 +214,9 @@ def max_pool2d(x, pool_size, strides=None, padding=0, *, padding_mode="zeros"):
         for l in range(out_w):
             patch = xp[:, k * strides[0]:k * strides[0] + window[0],
                        l * strides[1]:l * strides[1] + window[1], :]
-            y[:, k, l, :] = patch.max(axis=(1, 2))
+            y[:, k, l, :] = _nan_never_wins(patch).max(axis=(1, 2))
+            all_nan = np.isnan(patch).all(axis=(1, 2))
+            y[:, k, l, :][all_nan] = np.nan
     return y[0, :, :, 0] if matrix else y
 
 
@@ -243,7 +252,7 @@ def max_pool2d_grad(x, upstream, pool_size, strides=None, padding=0, *,
                 for l in range(out_w):
                     r0, c0 = k * strides[0], l * strides[1]
                     patch = xp[b, r0:r0 + window[0], c0:c0 + window[1], c]
-                    m, n = np.unravel_index(np.argmax(patch), patch.shape)
+                    m, n = np.unravel_index(np.argmax(_nan_never_wins(patch)), patch.shape)
                     dxp[b, r0 + m, c0 + n, c] += g[b, k, l, c]
     dx = unpad(dxp, pads, x4.shape[1:3])
     return dx[0, :, :, 0] if matrix else dx

@@ -1,0 +1,305 @@
+"""Loader and gradients of the compiled custom ops (`custom_ops/`, built by `build_native.py`).
+
+The library `_kce_ops.so` next to this file (or the one named by the environment variable
+`KERAS_CNN_EXT_NATIVE_LIB`) is loaded lazily, on the first call of `available()`, `load()` or an
+op — never when the package is imported. The TensorFlow version it was built against is read from
+`_kce_ops.json` beside it and compared with `tf.__version__` before loading: on a mismatch, or when
+loading fails, one warning is issued, the reason is kept for `status()`, and the rest of the package
+uses the composite implementation.
+
+The ops (all namespaced `KerasCnnExt>...`): `Corr2D`, `Corr2DBackpropInput`,
+`Corr2DBackpropFilter`, `MaxPool2D`, `MaxPool2DGrad`, `MeanPool2D`, `MeanPool2DGrad`; dtypes float16,
+bfloat16, float32, float64. Their gradients are registered here with `tf.RegisterGradient` (once,
+at load time), so `tf.GradientTape` and SavedModels containing the ops work; the correlation
+gradients and the mean-pool gradient are themselves differentiable.
+
+The ops have no XLA kernels: layers that use this path must set `supports_jit = False`.
+"""
+
+import json
+import os
+import threading
+import warnings
+
+LIB_NAME = "_kce_ops.so"
+INFO_NAME = "_kce_ops.json"
+ENV_LIB = "KERAS_CNN_EXT_NATIVE_LIB"
+
+_lock = threading.Lock()
+_state = {"tried": False, "module": None, "path": None, "error": None, "warned": False}
+_grads_registered = False
+
+
+def library_path():
+    """Where the loader looks for the library."""
+    env = os.environ.get(ENV_LIB)
+    if env:
+        return env
+    return os.path.join(os.path.dirname(os.path.abspath(__file__)), LIB_NAME)
+
+
+def _build_info(path):
+    info_path = os.path.join(os.path.dirname(path), INFO_NAME)
+    if not os.path.exists(info_path):
+        return None
+    try:
+        with open(info_path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _missing_cpu_flags(required):
+    """The CPU flags the library needs that this machine lacks ([] when unknown)."""
+    if not required:
+        return []
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    return sorted(set(required) - have)
+    except OSError:
+        pass
+    return []
+
+
+def _warn_once(message):
+    if not _state["warned"]:
+        _state["warned"] = True
+        warnings.warn(
+            f"keras_cnn_ext: the compiled ops are not used ({message}); falling back to the "
+            "composite implementation.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def _try_load():
+    _state["tried"] = True
+    path = library_path()
+    _state["path"] = path
+    if not os.path.exists(path):
+        _state["error"] = (
+            f"library not built: {path} does not exist (run `pip install .` or "
+            "`python build_native.py --inplace`)"
+        )
+        if os.environ.get(ENV_LIB):
+            _warn_once(_state["error"])
+        return
+    import tensorflow as tf
+
+    info = _build_info(path)
+    built_for = (info or {}).get("tensorflow_version")
+    if built_for is not None and built_for != tf.__version__:
+        _state["error"] = (
+            f"{path} was built for TensorFlow {built_for} but TensorFlow {tf.__version__} is "
+            "installed; rebuild with `pip install .` or `python build_native.py --inplace`"
+        )
+        _warn_once(_state["error"])
+        return
+    missing = _missing_cpu_flags((info or {}).get("cpu_flags", ()))
+    if missing:
+        _state["error"] = (
+            f"{path} was compiled for {info.get('march')} but this CPU lacks "
+            f"{', '.join(missing)}; rebuild on this machine (`python build_native.py --inplace`) "
+            "or with KCE_NATIVE_MARCH=x86-64-v2"
+        )
+        _warn_once(_state["error"])
+        return
+    try:
+        module = tf.load_op_library(path)
+    except Exception as exc:  # noqa: BLE001 - any load failure means: use composite
+        _state["error"] = f"loading {path} failed: {type(exc).__name__}: {exc}"
+        _warn_once(_state["error"])
+        return
+    _register_gradients(module)
+    _state["module"] = module
+    _state["error"] = None
+
+
+def load():
+    """Returns the loaded op module; raises `RuntimeError` with the reason when unavailable."""
+    if not _state["tried"]:
+        with _lock:
+            if not _state["tried"]:
+                _try_load()
+    if _state["module"] is None:
+        raise RuntimeError(f"keras_cnn_ext native ops unavailable: {_state['error']}")
+    return _state["module"]
+
+
+def available():
+    """Whether the compiled ops can be used in this process (tries to load them once)."""
+    try:
+        load()
+    except RuntimeError:
+        return False
+    return True
+
+
+def status():
+    """`"loaded from <path>"`, or why the library is not available."""
+    if available():
+        return f"loaded from {_state['path']}"
+    return _state["error"]
+
+
+def register_ops():
+    """Loads the library so that SavedModels containing the ops can be loaded; raises if
+    it is unavailable."""
+    return load()
+
+
+# ----------------------------------------------------------------------------- attributes
+
+
+def _format(data_format):
+    if data_format in ("channels_last", "NHWC", None):
+        return "NHWC"
+    if data_format in ("channels_first", "NCHW"):
+        return "NCHW"
+    raise ValueError(
+        "Invalid value for argument `data_format`. Expected 'channels_last' or "
+        f"'channels_first'. Received: data_format={data_format!r}"
+    )
+
+
+def _pair(value):
+    if isinstance(value, int):
+        return [value, value]
+    return [int(v) for v in value]
+
+
+def _flat_pads(pads):
+    (t, b), (l, r) = pads
+    return [int(t), int(b), int(l), int(r)]
+
+
+def _str_attr(op, name):
+    value = op.get_attr(name)
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _corr_attrs(op):
+    return dict(
+        strides=list(op.get_attr("strides")),
+        pads=list(op.get_attr("pads")),
+        padding_mode=_str_attr(op, "padding_mode"),
+        mode=_str_attr(op, "mode"),
+        data_format=_str_attr(op, "data_format"),
+    )
+
+
+def _pool_attrs(op):
+    return dict(
+        ksize=list(op.get_attr("ksize")),
+        strides=list(op.get_attr("strides")),
+        pads=list(op.get_attr("pads")),
+        padding_mode=_str_attr(op, "padding_mode"),
+        data_format=_str_attr(op, "data_format"),
+    )
+
+
+# ----------------------------------------------------------------------------- gradients
+
+
+def _register_gradients(module):
+    global _grads_registered
+    if _grads_registered:
+        return
+    import tensorflow as tf
+
+    def shape32(t):
+        return tf.shape(t, out_type=tf.int32)
+
+    def register(name, fn):
+        try:
+            tf.RegisterGradient(name)(fn)
+        except KeyError:  # already registered (e.g. the module was reloaded)
+            pass
+
+    def corr2d_grad(op, dy):
+        x, w = op.inputs
+        attrs = _corr_attrs(op)
+        dx = module.keras_cnn_ext_corr2d_backprop_input(shape32(x), w, dy, **attrs)
+        dw = module.keras_cnn_ext_corr2d_backprop_filter(x, shape32(w), dy, **attrs)
+        return [dx, dw]
+
+    def corr2d_backprop_input_grad(op, g):
+        sizes, w, dy = op.inputs
+        attrs = _corr_attrs(op)
+        ddy = module.keras_cnn_ext_corr2d(g, w, **attrs)
+        dw = module.keras_cnn_ext_corr2d_backprop_filter(g, shape32(w), dy, **attrs)
+        return [None, dw, ddy]
+
+    def corr2d_backprop_filter_grad(op, g):
+        x, sizes, dy = op.inputs
+        attrs = _corr_attrs(op)
+        dx = module.keras_cnn_ext_corr2d_backprop_input(shape32(x), g, dy, **attrs)
+        ddy = module.keras_cnn_ext_corr2d(x, g, **attrs)
+        return [dx, None, ddy]
+
+    def max_pool2d_grad(op, dy):
+        (x,) = op.inputs
+        return [module.keras_cnn_ext_max_pool2d_grad(x, dy, **_pool_attrs(op))]
+
+    def mean_pool2d_grad(op, dy):
+        (x,) = op.inputs
+        return [module.keras_cnn_ext_mean_pool2d_grad(shape32(x), dy, **_pool_attrs(op))]
+
+    def mean_pool2d_grad_grad(op, g):
+        # The mean-pool gradient is linear in dy; its adjoint is the mean pool itself.
+        return [None, module.keras_cnn_ext_mean_pool2d(g, **_pool_attrs(op))]
+
+    register("KerasCnnExt>Corr2D", corr2d_grad)
+    register("KerasCnnExt>Corr2DBackpropInput", corr2d_backprop_input_grad)
+    register("KerasCnnExt>Corr2DBackpropFilter", corr2d_backprop_filter_grad)
+    register("KerasCnnExt>MaxPool2D", max_pool2d_grad)
+    register("KerasCnnExt>MeanPool2D", mean_pool2d_grad)
+    register("KerasCnnExt>MeanPool2DGrad", mean_pool2d_grad_grad)
+    _grads_registered = True
+
+
+# ----------------------------------------------------------------------------- ops
+
+
+def corr2d(x, kernel, strides, pads, padding_mode="zeros", mode="cross_correlation",
+           data_format="channels_last"):
+    """Cross-correlation (or convolution, `mode="convolution"`) of `x` with `kernel`.
+
+    Args:
+        x: 4-D tensor in `data_format` layout.
+        kernel: (M, N, C_in, C_out).
+        strides: (sh, sw) ints.
+        pads: ((top, bottom), (left, right)) ints.
+        padding_mode: "zeros", "replicate" or "reflect".
+        mode: "cross_correlation" or "convolution" (kernel flipped in both spatial axes).
+        data_format: "channels_last" or "channels_first".
+
+    Returns:
+        The output tensor (no bias), in `data_format` layout.
+    """
+    module = load()
+    return module.keras_cnn_ext_corr2d(
+        x, kernel, strides=_pair(strides), pads=_flat_pads(pads), padding_mode=padding_mode,
+        mode=mode, data_format=_format(data_format),
+    )
+
+
+def max_pool2d(x, pool_size, strides, pads, padding_mode="zeros", data_format="channels_last"):
+    """Max pooling; `padding_mode` "zeros" (padded cells hold 0) or "ignore"."""
+    module = load()
+    return module.keras_cnn_ext_max_pool2d(
+        x, ksize=_pair(pool_size), strides=_pair(strides), pads=_flat_pads(pads),
+        padding_mode=padding_mode, data_format=_format(data_format),
+    )
+
+
+def mean_pool2d(x, pool_size, strides, pads, padding_mode="zeros", data_format="channels_last"):
+    """Mean pooling; `padding_mode` "zeros" (divide by M*N) or "ignore" (count real cells)."""
+    module = load()
+    return module.keras_cnn_ext_mean_pool2d(
+        x, ksize=_pair(pool_size), strides=_pair(strides), pads=_flat_pads(pads),
+        padding_mode=padding_mode, data_format=_format(data_format),
+    )
