@@ -184,14 +184,43 @@ def corr2d_grad(x, kernel, upstream, strides=1, padding=0, *, padding_mode="zero
     return dx, (dw if np.ndim(kernel) == 4 else dw[:, :, 0, 0])
 
 
-def _pool_windows(x, pool_size, strides, padding, padding_mode):
-    x4, matrix = _as_4d(x, "x")
-    window, strides, pads, (out_h, out_w) = _geometry(
-        x4.shape[1:3], pool_size, strides, padding, pooling=True)
-    fill = -np.inf if padding_mode == "ignore" else 0.0
-    xp = pad(x4, pads, "zeros", fill=fill)
-    real = pad(np.ones_like(x4), pads, "zeros")
-    return x4, matrix, window, strides, pads, (out_h, out_w), xp, real
+class _PoolGeometry:
+    """The padded input of a pooling and its windows, shared by the forward and backward."""
+
+    def __init__(self, x, pool_size, strides, padding, padding_mode):
+        self.x, self.matrix = _as_4d(x, "x")
+        self.window, self.strides, self.pads, self.out = _geometry(
+            self.x.shape[1:3], pool_size, strides, padding, pooling=True)
+        self.padding_mode = padding_mode
+        fill = -np.inf if padding_mode == "ignore" else 0.0
+        self.padded = pad(self.x, self.pads, "zeros", fill=fill)
+        self.real = pad(np.ones_like(self.x), self.pads, "zeros")
+
+    def windows(self):
+        """Yields (k, l, rows, cols): each output cell and the slices of its window."""
+        for k in range(self.out[0]):
+            for l in range(self.out[1]):
+                yield (k, l, slice(k * self.strides[0], k * self.strides[0] + self.window[0]),
+                       slice(l * self.strides[1], l * self.strides[1] + self.window[1]))
+
+    def divisor(self, rows, cols):
+        """M*N for the book's zero padding, else the number of real cells (per batch, channel)."""
+        if self.padding_mode == "ignore":
+            return self.real[:, rows, cols, :].sum(axis=(1, 2))
+        return self.window[0] * self.window[1]
+
+    def new_output(self):
+        return np.zeros((self.x.shape[0],) + tuple(self.out) + (self.x.shape[3],))
+
+    def upstream(self, upstream):
+        g = np.asarray(upstream, dtype=np.float64)
+        return g[None, :, :, None] if self.matrix else g
+
+    def finish(self, y):
+        return y[0, :, :, 0] if self.matrix else y
+
+    def finish_grad(self, dxp):
+        return self.finish(unpad(dxp, self.pads, self.x.shape[1:3]))
 
 
 def _nan_never_wins(patch):
@@ -207,71 +236,48 @@ def max_pool2d(x, pool_size, strides=None, padding=0, *, padding_mode="zeros"):
     NaN cells never win the max (TensorFlow's rule, which the composite and native paths
     share); the result of a window holding only NaN is unspecified (here NaN).
     """
-    x4, matrix, window, strides, _, (out_h, out_w), xp, _ = _pool_windows(
-        x, pool_size, strides, padding, padding_mode)
-    y = np.zeros((x4.shape[0], out_h, out_w, x4.shape[3]))
-    for k in range(out_h):
-        for l in range(out_w):
-            patch = xp[:, k * strides[0]:k * strides[0] + window[0],
-                       l * strides[1]:l * strides[1] + window[1], :]
-            y[:, k, l, :] = _nan_never_wins(patch).max(axis=(1, 2))
-            all_nan = np.isnan(patch).all(axis=(1, 2))
-            y[:, k, l, :][all_nan] = np.nan
-    return y[0, :, :, 0] if matrix else y
+    p = _PoolGeometry(x, pool_size, strides, padding, padding_mode)
+    y = p.new_output()
+    for k, l, rows, cols in p.windows():
+        patch = p.padded[:, rows, cols, :]
+        y[:, k, l, :] = _nan_never_wins(patch).max(axis=(1, 2))
+        y[:, k, l, :][np.isnan(patch).all(axis=(1, 2))] = np.nan
+    return p.finish(y)
 
 
 def mean_pool2d(x, pool_size, strides=None, padding=0, *, padding_mode="zeros"):
     """y[k, l, c] = the mean of the window; the divisor is M*N ('zeros') or the number of
     real cells in the window ('ignore')."""
-    x4, matrix, window, strides, _, (out_h, out_w), xp, real = _pool_windows(
-        x, pool_size, strides, padding, padding_mode)
-    xp = np.where(real > 0, xp, 0.0)
-    y = np.zeros((x4.shape[0], out_h, out_w, x4.shape[3]))
-    for k in range(out_h):
-        for l in range(out_w):
-            rows = slice(k * strides[0], k * strides[0] + window[0])
-            cols = slice(l * strides[1], l * strides[1] + window[1])
-            divisor = (real[:, rows, cols, :].sum(axis=(1, 2))
-                       if padding_mode == "ignore" else window[0] * window[1])
-            y[:, k, l, :] = xp[:, rows, cols, :].sum(axis=(1, 2)) / divisor
-    return y[0, :, :, 0] if matrix else y
+    p = _PoolGeometry(x, pool_size, strides, padding, padding_mode)
+    values = np.where(p.real > 0, p.padded, 0.0)
+    y = p.new_output()
+    for k, l, rows, cols in p.windows():
+        y[:, k, l, :] = values[:, rows, cols, :].sum(axis=(1, 2)) / p.divisor(rows, cols)
+    return p.finish(y)
 
 
 def max_pool2d_grad(x, upstream, pool_size, strides=None, padding=0, *,
                     padding_mode="zeros"):
     """Routes each upstream value to the first maximal cell (row-major) of its window; a max
     that is a padded cell passes nothing; overlapping windows add up."""
-    x4, matrix, window, strides, pads, (out_h, out_w), xp, _ = _pool_windows(
-        x, pool_size, strides, padding, padding_mode)
-    g = np.asarray(upstream, dtype=np.float64)
-    g = g[None, :, :, None] if matrix else g
-    dxp = np.zeros_like(xp)
-    for b in range(x4.shape[0]):
-        for c in range(x4.shape[3]):
-            for k in range(out_h):
-                for l in range(out_w):
-                    r0, c0 = k * strides[0], l * strides[1]
-                    patch = xp[b, r0:r0 + window[0], c0:c0 + window[1], c]
-                    m, n = np.unravel_index(np.argmax(_nan_never_wins(patch)), patch.shape)
-                    dxp[b, r0 + m, c0 + n, c] += g[b, k, l, c]
-    dx = unpad(dxp, pads, x4.shape[1:3])
-    return dx[0, :, :, 0] if matrix else dx
+    p = _PoolGeometry(x, pool_size, strides, padding, padding_mode)
+    g = p.upstream(upstream)
+    dxp = np.zeros_like(p.padded)
+    for k, l, rows, cols in p.windows():
+        for b in range(p.x.shape[0]):
+            for c in range(p.x.shape[3]):
+                patch = _nan_never_wins(p.padded[b, rows, cols, c])
+                m, n = np.unravel_index(np.argmax(patch), patch.shape)  # first max, row-major
+                dxp[b, rows.start + m, cols.start + n, c] += g[b, k, l, c]
+    return p.finish_grad(dxp)
 
 
 def mean_pool2d_grad(x, upstream, pool_size, strides=None, padding=0, *,
                      padding_mode="zeros"):
     """Every real cell of a window receives upstream / divisor."""
-    x4, matrix, window, strides, pads, (out_h, out_w), xp, real = _pool_windows(
-        x, pool_size, strides, padding, padding_mode)
-    g = np.asarray(upstream, dtype=np.float64)
-    g = g[None, :, :, None] if matrix else g
-    dxp = np.zeros_like(xp)
-    for k in range(out_h):
-        for l in range(out_w):
-            rows = slice(k * strides[0], k * strides[0] + window[0])
-            cols = slice(l * strides[1], l * strides[1] + window[1])
-            divisor = (real[:, rows, cols, :].sum(axis=(1, 2))
-                       if padding_mode == "ignore" else window[0] * window[1])
-            dxp[:, rows, cols, :] += (g[:, k, l, :] / divisor)[:, None, None, :]
-    dx = unpad(dxp, pads, x4.shape[1:3])
-    return dx[0, :, :, 0] if matrix else dx
+    p = _PoolGeometry(x, pool_size, strides, padding, padding_mode)
+    g = p.upstream(upstream)
+    dxp = np.zeros_like(p.padded)
+    for k, l, rows, cols in p.windows():
+        dxp[:, rows, cols, :] += (g[:, k, l, :] / p.divisor(rows, cols))[:, None, None, :]
+    return p.finish_grad(dxp)
