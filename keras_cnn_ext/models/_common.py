@@ -109,3 +109,17 @@ def global_pool_head(x, include_top, pooling, num_classes, classifier_activation
     if dropout:
         x = keras.layers.Dropout(dropout, name="dropout")(x)
     return keras.layers.Dense(num_classes, activation=classifier_activation, name=fc_name)(x)
+
+
+def dense_head(net, x, dense, include_top, pooling, num_classes, classifier_activation, *,
+               dropout=0.5, fc_name="fc8"):
+    """The head of AlexNet / VGG: flatten, the hidden dense layers (ReLU + dropout), the
+    classifier; or, without the top, the optional global pooling."""
+    if not include_top:
+        return global_pool(x, pooling)
+    x = keras.layers.Flatten(name="flatten")(x)
+    for layer_name, units in dense:
+        x = net.dense(x, units, activation="relu", name=layer_name)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"drop{layer_name[2:]}")(x)
+    return net.dense(x, num_classes, activation=classifier_activation, name=fc_name)

@@ -9,7 +9,7 @@ last feature map is 6x6x256, as in the paper, and there are 62,378,344 parameter
 import keras
 
 from keras_cnn_ext.layers.normalization import LocalResponseNormalization
-from keras_cnn_ext.models._common import Net, check_common, global_pool
+from keras_cnn_ext.models._common import Net, check_common, dense_head
 
 # (name, filters, kernel, stride, padding, lrn, pool)
 ALEXNET_CONFIG = (
@@ -36,15 +36,8 @@ def _alexnet(name, config, dense, input_shape=None, num_classes=1000, include_to
             x = net.apply(LocalResponseNormalization(name=f"norm{i}"), x)
         if use_pool:
             x = net.pool(x, "max", 3, 2, 0, name=f"pool{i}")
-    if include_top:
-        x = keras.layers.Flatten(name="flatten")(x)
-        for layer_name, units in dense:
-            x = net.dense(x, units, activation="relu", name=layer_name)
-            if dropout:
-                x = keras.layers.Dropout(dropout, name=f"drop{layer_name[2:]}")(x)
-        x = net.dense(x, num_classes, activation=classifier_activation, name="fc8")
-    else:
-        x = global_pool(x, pooling)
+    x = dense_head(net, x, dense, include_top, pooling, num_classes, classifier_activation,
+                   dropout=dropout)
     return keras.Model(inputs, x, name=name)
 
 

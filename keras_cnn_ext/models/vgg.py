@@ -19,7 +19,7 @@ E       19      143,667,240
 import keras
 
 from keras_cnn_ext.layers.normalization import LocalResponseNormalization
-from keras_cnn_ext.models._common import Net, check_common, global_pool
+from keras_cnn_ext.models._common import Net, check_common, dense_head
 
 VGG_WIDTHS = (64, 128, 256, 512, 512)
 # per configuration: the kernel sizes of each stage's convolutions, and LRN after conv1_1
@@ -48,15 +48,8 @@ def _vgg(name, config, input_shape=None, num_classes=1000, include_top=True, poo
             if stage == 1 and i == 1 and config["lrn"]:
                 x = net.apply(LocalResponseNormalization(name="norm1"), x)
         x = net.pool(x, "max", 2, 2, 0, name=f"pool{stage}")
-    if include_top:
-        x = keras.layers.Flatten(name="flatten")(x)
-        for layer_name, units in VGG_DENSE:
-            x = net.dense(x, units, activation="relu", name=layer_name)
-            if dropout:
-                x = keras.layers.Dropout(dropout, name=f"drop{layer_name[2:]}")(x)
-        x = net.dense(x, num_classes, activation=classifier_activation, name="fc8")
-    else:
-        x = global_pool(x, pooling)
+    x = dense_head(net, x, VGG_DENSE, include_top, pooling, num_classes, classifier_activation,
+                   dropout=dropout)
     return keras.Model(inputs, x, name=name)
 
 
