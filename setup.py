@@ -4,9 +4,28 @@ The compiled custom-op library (see `custom_ops/`) is built by `build_native.py`
 `pip install .`; a missing compiler or a failed compile never fails the install.
 """
 
+import os
+import subprocess
+import sys
 from importlib import metadata
 
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+
+class BuildPyWithNative(build_py):
+    """Also compiles the custom-op library into the build tree; a failure never fails the install."""
+
+    def run(self):
+        super().run()
+        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "build_native.py")
+        if os.environ.get("KERAS_CNN_EXT_SKIP_NATIVE") == "1" or not os.path.exists(script):
+            return
+        try:
+            subprocess.run([sys.executable, script, "--build-lib", self.build_lib], check=False)
+        except Exception as exc:  # noqa: BLE001
+            print(f"keras_cnn_ext: native build skipped: {exc}")
+
 
 # TensorFlow ships under several distribution names (tensorflow, tensorflow-cpu, ...). Requiring
 # "tensorflow" next to an installed tensorflow-cpu would install a second copy over it, so the
@@ -37,6 +56,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
     packages=find_packages(include=["keras_cnn_ext", "keras_cnn_ext.*"]),
+    cmdclass={"build_py": BuildPyWithNative},  # compiles custom_ops/ (build_native.py)
     install_requires=["keras>=3.0", "numpy"] + _tensorflow_requirement(),
     extras_require={
         "tuning": ["keras-tuner>=1.4"],

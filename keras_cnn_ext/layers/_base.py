@@ -1,8 +1,5 @@
 """Pieces shared by the convolution and pooling layers."""
 
-import tensorflow as tf
-from tensorflow.python.ops import control_flow_util
-
 from keras_cnn_ext.ops import dispatch, geometry
 
 
@@ -33,18 +30,9 @@ def output_shape(input_shape, window, strides, pads, channels, data_format, laye
     return (input_shape[0], channels) + spatial
 
 
-def supports_jit(implementation, op_name):
-    """XLA can compile the composite ops only; native custom ops and NumPy callbacks cannot."""
-    try:
-        return dispatch.resolve(implementation, op_name) == "composite"
-    except ValueError:
-        return False
-
-
 def check_not_in_xla(layer, implementation):
     """A native or reference op inside an XLA cluster would fail deep inside TF; say so here."""
-    if implementation in ("native", "reference") and control_flow_util.GraphOrParentsInXlaContext(
-            tf.compat.v1.get_default_graph()):
+    if implementation in ("native", "reference") and dispatch.in_xla_context():
         raise ValueError(
             f"Layer '{layer.name}' uses implementation='{implementation}', which XLA cannot "
             "compile (jit_compile=True). Use implementation='composite' or 'auto', or compile "

@@ -71,7 +71,7 @@ class CrossCorrelation2D(keras.layers.Layer):
         self.kernel_constraint = keras.constraints.get(kernel_constraint)
         self.bias_constraint = keras.constraints.get(bias_constraint)
         self.input_spec = keras.layers.InputSpec(min_ndim=4, max_ndim=4)
-        self.supports_jit = _base.supports_jit(self.implementation, "corr2d")
+        self.supports_jit = dispatch.supports_jit(self.implementation)
 
     @property
     def pads(self):
@@ -98,7 +98,7 @@ class CrossCorrelation2D(keras.layers.Layer):
         ) if self.use_bias else None
 
     def call(self, inputs):
-        implementation = dispatch.resolve(self.implementation, "corr2d", inputs.dtype)
+        implementation = dispatch.resolve(self.implementation, "corr2d", inputs)
         _base.check_not_in_xla(self, implementation)
         kernel = tf.cast(self.kernel, self.compute_dtype)
         outputs = nn.corr2d(

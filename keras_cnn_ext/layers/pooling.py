@@ -20,7 +20,7 @@ class _Pooling2D(keras.layers.Layer):
         self.strides = None if strides is None else resolved_strides
         self.padding = geometry.validate_padding(padding)
         self.input_spec = keras.layers.InputSpec(ndim=4)
-        self.supports_jit = _base.supports_jit(self.implementation, self._op_name)
+        self.supports_jit = dispatch.supports_jit(self.implementation)
 
     @property
     def pads(self):
@@ -40,7 +40,7 @@ class _Pooling2D(keras.layers.Layer):
         self.compute_output_shape(input_shape)
 
     def call(self, inputs):
-        implementation = dispatch.resolve(self.implementation, self._op_name, inputs.dtype)
+        implementation = dispatch.resolve(self.implementation, self._op_name, inputs)
         _base.check_not_in_xla(self, implementation)
         op = getattr(nn, self._op_name)
         return op(inputs, self.pool_size, self._strides(), self.pads,

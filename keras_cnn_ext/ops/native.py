@@ -14,6 +14,11 @@ at load time), so `tf.GradientTape` and SavedModels containing the ops work; the
 gradients and the mean-pool gradient are themselves differentiable.
 
 The ops have no XLA kernels: layers that use this path must set `supports_jit = False`.
+
+Environment: `KERAS_CNN_EXT_NATIVE_LIB` (explicit library path), `KERAS_CNN_EXT_NATIVE_CPU_ALGO=direct`
+(CPU kernels run the per-element functors shared with the CUDA kernels instead of im2col + GEMM;
+for testing). The library also refuses to load (one warning, composite fallback) on a CPU lacking
+the instruction-set level it was compiled for (recorded in `_kce_ops.json`).
 """
 
 import json

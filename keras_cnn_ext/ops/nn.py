@@ -196,7 +196,7 @@ def corr2d(x, kernel, strides=1, padding=0, *, padding_mode="zeros",
     _check_channels(x, data_format)
     spatial_out = geometry.spatial_output_shape(_spatial(x.shape, data_format), window,
                                                 strides, pads)
-    implementation = dispatch.resolve(implementation, "corr2d", x.dtype)
+    implementation = dispatch.resolve(implementation, "corr2d", x)
     if implementation == "reference":
         return _reference_op(
             reference.corr2d, reference.corr2d_grad, [x, kernel],
@@ -217,7 +217,7 @@ def _pool(op_name, x, pool_size, strides, padding, padding_mode, data_format,
     _check_channels(x, data_format)
     spatial_out = geometry.spatial_output_shape(_spatial(x.shape, data_format), window,
                                                 strides, pads)
-    implementation = dispatch.resolve(implementation, op_name, x.dtype)
+    implementation = dispatch.resolve(implementation, op_name, x)
     if implementation == "reference":
         forward = getattr(reference, op_name)
         backward = getattr(reference, op_name + "_grad")
