@@ -7,7 +7,7 @@ import pytest
 from keras_cnn_ext.layers.inception import InceptionModule
 from keras_cnn_ext.layers.normalization import LocalResponseNormalization
 from keras_cnn_ext.layers.residual import BottleneckBlock, ResidualBlock
-from tests.layer_test_helper import check_config_round_trip, run_layer_test
+from layer_test_helper import check_config_round_trip, run_layer_test
 
 
 def _keras_twin_reference(layer_cls, init_kwargs, input_shape):
