@@ -282,7 +282,10 @@ def test_fuzz_raw_ops_never_abort():
     cases = generate(seed=20240601)
     batches = [cases[i::2] for i in range(2)]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", OMP_NUM_THREADS="1")
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    # the children import the same keras_cnn_ext as this process (installed or checkout)
+    import keras_cnn_ext
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(keras_cnn_ext.__file__)))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
 
     def run(args):
