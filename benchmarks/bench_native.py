@@ -11,15 +11,15 @@ Stock = `tf.nn.conv2d` (what keras Conv2D runs; "SAME" padding of the same cost)
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from common import markdown_table, time_alternating  # noqa: E402
 from keras_cnn_ext.ops import composite, native  # noqa: E402
 
 CONV_CASES = [
@@ -34,21 +34,6 @@ POOL_CASES = [
     ((16, 112, 112, 64), "max", 2, 2),
     ((16, 112, 112, 64), "mean", 2, 2),
 ]
-
-
-def time_alternating(fns, repeats, warmup=2):
-    for _ in range(warmup):
-        for fn in fns:
-            fn()
-    times = [[] for _ in fns]
-    order = list(range(len(fns)))
-    for _ in range(repeats):
-        for i in order:
-            start = time.perf_counter()
-            fns[i]()
-            times[i].append(time.perf_counter() - start)
-        order = order[1:] + order[:1]
-    return [statistics.median(t) for t in times]
 
 
 def _run(fn):
@@ -145,10 +130,8 @@ def main(argv=None):
                      f"{t_stock * 1e3:.1f}", f"{t_nat / t_comp:.2f}", f"{t_nat / t_stock:.2f}",
                      f"{t_comp / t_stock:.2f}", gflops])
         print(" | ".join(rows[-1]), flush=True)
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
     print()
-    print("\n".join(lines))
+    print(markdown_table(header, rows))
     return 0
 
 

@@ -12,19 +12,25 @@ needs_native = pytest.mark.skipif(not native.available(), reason=native.status()
 
 
 def test_rule_names_only_known_ops_devices_and_dtypes():
-    for op, device, dtype in dispatch.NATIVE_PREFERRED:
+    for (op, device, dtype), min_channels in dispatch.NATIVE_PREFERRED.items():
         assert op in ("corr2d", "max_pool2d", "mean_pool2d")
         assert device in ("CPU", "GPU")
         assert tf.as_dtype(dtype).is_floating
+        assert min_channels >= 1
 
 
 @needs_native
 def test_auto_picks_native_where_the_rule_says_so():
-    x32 = tf.zeros((1, 4, 4, 1), tf.float32)
-    assert dispatch.resolve("auto", "max_pool2d", x32) == "native"
-    assert dispatch.resolve("auto", "corr2d", x32) == "composite"
-    assert dispatch.resolve("auto", "corr2d", tf.zeros((1, 4, 4, 1), tf.float64)) == "native"
-    assert dispatch.resolve("composite", "max_pool2d", x32) == "composite"
+    x32 = tf.zeros((1, 4, 4, 64), tf.float32)
+    assert dispatch.resolve("auto", "max_pool2d", x32, channels=64) == "native"
+    # few channels: TensorFlow's max pooling kernel is faster
+    assert dispatch.resolve("auto", "max_pool2d", x32, channels=6) == "composite"
+    assert dispatch.resolve("auto", "max_pool2d", x32, channels=None) == "composite"
+    assert dispatch.resolve("auto", "mean_pool2d", x32, channels=6) == "native"
+    assert dispatch.resolve("auto", "corr2d", x32, channels=64) == "composite"
+    x64 = tf.zeros((1, 4, 4, 1), tf.float64)
+    assert dispatch.resolve("auto", "corr2d", x64, channels=1) == "native"
+    assert dispatch.resolve("composite", "max_pool2d", x32, channels=64) == "composite"
 
 
 def test_auto_is_composite_inside_xla():

@@ -32,6 +32,7 @@ def output_shape(input_shape, window, strides, pads, channels, data_format, laye
 
 def check_not_in_xla(layer, implementation):
     """A native or reference op inside an XLA cluster would fail deep inside TF; say so here."""
+    implementation = dispatch.effective(implementation)
     if implementation in ("native", "reference") and dispatch.in_xla_context():
         raise ValueError(
             f"Layer '{layer.name}' uses implementation='{implementation}', which XLA cannot "

@@ -98,12 +98,11 @@ class CrossCorrelation2D(keras.layers.Layer):
         ) if self.use_bias else None
 
     def call(self, inputs):
-        implementation = dispatch.resolve(self.implementation, "corr2d", inputs)
-        _base.check_not_in_xla(self, implementation)
+        _base.check_not_in_xla(self, self.implementation)
         kernel = tf.cast(self.kernel, self.compute_dtype)
         outputs = nn.corr2d(
             inputs, kernel, self.strides, self.pads, padding_mode=self.padding_mode,
-            mode=self.mode, data_format=self.data_format, implementation=implementation)
+            mode=self.mode, data_format=self.data_format, implementation=self.implementation)
         if self.use_bias:
             outputs = tf.nn.bias_add(
                 outputs, tf.cast(self.bias, self.compute_dtype),

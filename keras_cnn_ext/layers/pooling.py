@@ -40,12 +40,11 @@ class _Pooling2D(keras.layers.Layer):
         self.compute_output_shape(input_shape)
 
     def call(self, inputs):
-        implementation = dispatch.resolve(self.implementation, self._op_name, inputs)
-        _base.check_not_in_xla(self, implementation)
+        _base.check_not_in_xla(self, self.implementation)
         op = getattr(nn, self._op_name)
         return op(inputs, self.pool_size, self._strides(), self.pads,
                   padding_mode=self.padding_mode, data_format=self.data_format,
-                  implementation=implementation)
+                  implementation=self.implementation)
 
     def compute_output_shape(self, input_shape):
         channels = input_shape[_base.channel_axis(self.data_format)] if len(

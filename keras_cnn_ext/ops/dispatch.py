@@ -13,19 +13,21 @@ import os
 
 ENV_VAR = "KERAS_CNN_EXT_IMPLEMENTATION"
 
-# (op, device type, dtype) where the native op won the benchmarks on the project's CPUs:
-# pooling is a fused pad + pool without a padded copy (0.4-0.8x TensorFlow's time); the
-# correlation's im2col + GEMM beats TensorFlow only in float64 and float16 (TF's float32
-# oneDNN convolution is faster: 1.4-1.9x). GPU kernels are not benchmarked yet: composite.
-NATIVE_PREFERRED = frozenset({
-    ("max_pool2d", "CPU", "float32"),
-    ("max_pool2d", "CPU", "float64"),
-    ("mean_pool2d", "CPU", "float16"),
-    ("mean_pool2d", "CPU", "float32"),
-    ("mean_pool2d", "CPU", "float64"),
-    ("corr2d", "CPU", "float16"),
-    ("corr2d", "CPU", "float64"),
-})
+# (op, device type, dtype) -> the fewest channels from which the native op won the benchmarks
+# on the project's CPUs (`benchmarks/bench_native.py`, README): pooling is a fused pad + pool
+# without a padded copy (0.4-0.8x TensorFlow's time), except max pooling over few channels,
+# where TensorFlow's kernel wins (2.6x faster at 6 channels, even at 16); the correlation's
+# im2col + GEMM beats TensorFlow only in float64 and float16 (TF's float32 oneDNN convolution
+# is 1.4-1.9x faster). The GPU kernels are not benchmarked yet: composite there.
+NATIVE_PREFERRED = {
+    ("max_pool2d", "CPU", "float32"): 32,
+    ("max_pool2d", "CPU", "float64"): 32,
+    ("mean_pool2d", "CPU", "float16"): 1,
+    ("mean_pool2d", "CPU", "float32"): 1,
+    ("mean_pool2d", "CPU", "float64"): 1,
+    ("corr2d", "CPU", "float16"): 1,
+    ("corr2d", "CPU", "float64"): 1,
+}
 
 
 def forced_implementation():
@@ -85,8 +87,15 @@ def native_required(op_name):
     return native
 
 
-def resolve(implementation, op_name, x=None):
-    """Maps "auto" (and the environment override) to a concrete implementation name."""
+def resolve(implementation, op_name, x=None, channels=None):
+    """Maps "auto" (and the environment override) to a concrete implementation name.
+
+    Args:
+        implementation: 'auto', 'composite', 'native' or 'reference'.
+        op_name: 'corr2d', 'max_pool2d' or 'mean_pool2d'.
+        x: the input tensor (its dtype and placement decide), or None.
+        channels: the number of input channels, if known.
+    """
     if implementation != "auto":
         return implementation
     forced = forced_implementation()
@@ -95,14 +104,22 @@ def resolve(implementation, op_name, x=None):
     if in_xla_context():
         return "composite"
     dtype = getattr(getattr(x, "dtype", None), "name", None)
-    if (op_name, device_type(x), dtype) in NATIVE_PREFERRED and _native_module().available():
+    min_channels = NATIVE_PREFERRED.get((op_name, device_type(x), dtype))
+    if (min_channels is not None and channels is not None and channels >= min_channels
+            and _native_module().available()):
         return "native"
     return "composite"
+
+
+def effective(implementation):
+    """The implementation a layer runs before the input is known: "auto" under a forced
+    environment setting becomes that setting."""
+    if implementation == "auto":
+        return forced_implementation() or "auto"
+    return implementation
 
 
 def supports_jit(implementation):
     """Whether XLA can compile a layer with this `implementation` ("auto" falls back to
     composite inside XLA unless the environment forces native)."""
-    if implementation == "auto":
-        return forced_implementation() != "native"
-    return implementation == "composite"
+    return effective(implementation) in ("auto", "composite")

@@ -146,6 +146,8 @@ def _out_shape(x, spatial_out, channels, data_format):
     return (batch, channels) + tuple(spatial_out)
 
 
+# Library code with no tensor-dependent Python control flow: AutoGraph need not convert it.
+@tf.autograph.experimental.do_not_convert
 def corr2d(x, kernel, strides=1, padding=0, *, padding_mode="zeros",
            mode="cross_correlation", data_format=None, implementation="auto"):
     """Textbook 2-D cross-correlation (definition 24.1) of a batch with a kernel bank.
@@ -196,7 +198,7 @@ def corr2d(x, kernel, strides=1, padding=0, *, padding_mode="zeros",
     _check_channels(x, data_format)
     spatial_out = geometry.spatial_output_shape(_spatial(x.shape, data_format), window,
                                                 strides, pads)
-    implementation = dispatch.resolve(implementation, "corr2d", x)
+    implementation = dispatch.resolve(implementation, "corr2d", x, channels)
     if implementation == "reference":
         return _reference_op(
             reference.corr2d, reference.corr2d_grad, [x, kernel],
@@ -217,7 +219,8 @@ def _pool(op_name, x, pool_size, strides, padding, padding_mode, data_format,
     _check_channels(x, data_format)
     spatial_out = geometry.spatial_output_shape(_spatial(x.shape, data_format), window,
                                                 strides, pads)
-    implementation = dispatch.resolve(implementation, op_name, x)
+    implementation = dispatch.resolve(implementation, op_name, x,
+                                      _channels(x.shape, data_format))
     if implementation == "reference":
         forward = getattr(reference, op_name)
         backward = getattr(reference, op_name + "_grad")
@@ -231,6 +234,7 @@ def _pool(op_name, x, pool_size, strides, padding, padding_mode, data_format,
     return getattr(module, op_name)(x, window, strides, pads, padding_mode, data_format)
 
 
+@tf.autograph.experimental.do_not_convert
 def max_pool2d(x, pool_size, strides=None, padding=0, *, padding_mode="zeros",
                data_format=None, implementation="auto"):
     """Max pooling (definition 24.2) with textbook zero padding or ignored padding.
@@ -256,6 +260,7 @@ def max_pool2d(x, pool_size, strides=None, padding=0, *, padding_mode="zeros",
                  implementation)
 
 
+@tf.autograph.experimental.do_not_convert
 def mean_pool2d(x, pool_size, strides=None, padding=0, *, padding_mode="zeros",
                 data_format=None, implementation="auto"):
     """Mean pooling (definition 24.2); the divisor is M*N ('zeros') or the number of real
