@@ -26,12 +26,12 @@ What is built
 How the library stays matched to the TensorFlow it is loaded into
     A custom-op library uses TensorFlow's C++ ABI, which is only stable within one TensorFlow
     release. So:
-    1. it is compiled against the TensorFlow installed in the environment it is installed into:
-       `pip install .` runs this script with that environment's Python, so build isolation must
-       not hide it — install with `pip install --no-build-isolation .` when TensorFlow is not yet
-       installed by the time the build runs, or simply install TensorFlow first (setup.py imports
-       the TensorFlow that `python` sees; under build isolation without TensorFlow the build is
-       skipped with a message and the package uses the composite path);
+    1. it is compiled against the TensorFlow of the environment it is installed into:
+       `pip install .` runs this script with that environment's Python and, under pip's build
+       isolation, with the isolation overlay removed from PYTHONPATH (setup.py,
+       `_target_environment`), so the build imports the user's TensorFlow, not a temporary one.
+       Install TensorFlow first; without it (or without a compiler) the build is skipped with a
+       message and the package uses the composite path;
     2. next to the library, `_kce_ops.json` records the TensorFlow version (and compile flags) it
        was built against; the loader (`keras_cnn_ext/ops/native.py`) compares it with
        `tf.__version__` BEFORE loading: on a mismatch (e.g. after `pip install -U tensorflow`) it

@@ -7,14 +7,32 @@ The compiled custom-op library (see `custom_ops/`) is built by `build_native.py`
 import os
 import subprocess
 import sys
-from importlib import metadata
 
 from setuptools import find_packages, setup
 from setuptools.command.build_py import build_py
 
 
+def _target_environment():
+    """`os.environ` without pip's build-isolation overlay.
+
+    Under build isolation pip runs this file with the interpreter of the environment being
+    installed into, but hides that environment's site-packages behind a PYTHONPATH overlay. A
+    child interpreter started with the overlay removed sees the environment the package lands
+    in, so the custom ops are compiled against *that* TensorFlow (the only one they can load
+    into) and the TensorFlow requirement below is decided against it.
+    """
+    env = dict(os.environ)
+    overlay = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if "pip-build-env" in p]
+    if overlay:
+        rest = [p for p in env["PYTHONPATH"].split(os.pathsep) if p and p not in overlay]
+        env["PYTHONPATH"] = os.pathsep.join(rest)
+        env.pop("PYTHONNOUSERSITE", None)
+    return env
+
+
 class BuildPyWithNative(build_py):
-    """Also compiles the custom-op library into the build tree; a failure never fails the install."""
+    """Also compiles the custom-op library into the build tree; a failure never fails the
+    install (the package then runs on the composite path)."""
 
     def run(self):
         super().run()
@@ -22,27 +40,35 @@ class BuildPyWithNative(build_py):
         if os.environ.get("KERAS_CNN_EXT_SKIP_NATIVE") == "1" or not os.path.exists(script):
             return
         try:
-            subprocess.run([sys.executable, script, "--build-lib", self.build_lib], check=False)
+            subprocess.run([sys.executable, script, "--build-lib", self.build_lib], check=False,
+                           env=_target_environment())
         except Exception as exc:  # noqa: BLE001
             print(f"keras_cnn_ext: native build skipped: {exc}")
 
 
 # TensorFlow ships under several distribution names (tensorflow, tensorflow-cpu, ...). Requiring
 # "tensorflow" next to an installed tensorflow-cpu would install a second copy over it, so the
-# requirement is only added when no TensorFlow distribution is present in the build environment
-# (the README installs with --no-build-isolation, so the build sees the user's environment).
+# requirement is only added when the target environment has no TensorFlow distribution.
 _TF_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tensorflow-intel",
                      "tf-nightly", "tf-nightly-cpu")
 
 
 def _tensorflow_requirement():
-    for name in _TF_DISTRIBUTIONS:
-        try:
-            metadata.version(name)
-            return []
-        except metadata.PackageNotFoundError:
-            continue
-    return ["tensorflow>=2.16"]
+    probe = (
+        "import importlib.metadata as m, sys\n"
+        "for name in sys.argv[1:]:\n"
+        "    try:\n"
+        "        m.version(name); sys.exit(0)\n"
+        "    except m.PackageNotFoundError:\n"
+        "        pass\n"
+        "sys.exit(1)\n"
+    )
+    try:
+        found = subprocess.run([sys.executable, "-c", probe, *_TF_DISTRIBUTIONS],
+                               env=_target_environment(), check=False).returncode == 0
+    except OSError:
+        found = False
+    return [] if found else ["tensorflow>=2.16"]
 
 
 setup(

@@ -81,7 +81,7 @@ def native_required(op_name):
         raise RuntimeError(
             f"implementation='native' was requested for `{op_name}`, but the compiled custom "
             f"ops are not available: {native.status()}. Build them with "
-            "`python build_native.py --inplace` (or `pip install --no-build-isolation .`), or "
+            "`python build_native.py --inplace` (or `pip install .`), or "
             "use implementation='composite'."
         )
     return native
