@@ -20,7 +20,8 @@ def test_rule_names_only_known_ops_devices_and_dtypes():
 
 
 @needs_native
-def test_auto_picks_native_where_the_rule_says_so():
+def test_auto_picks_native_where_the_rule_says_so(monkeypatch):
+    monkeypatch.delenv(dispatch.ENV_VAR, raising=False)
     x32 = tf.zeros((1, 4, 4, 64), tf.float32)
     assert dispatch.resolve("auto", "max_pool2d", x32, channels=64) == "native"
     # few channels: TensorFlow's max pooling kernel is faster
@@ -33,7 +34,8 @@ def test_auto_picks_native_where_the_rule_says_so():
     assert dispatch.resolve("composite", "max_pool2d", x32, channels=64) == "composite"
 
 
-def test_auto_is_composite_inside_xla():
+def test_auto_is_composite_inside_xla(monkeypatch):
+    monkeypatch.delenv(dispatch.ENV_VAR, raising=False)
     seen = []
 
     @tf.function(jit_compile=True)
@@ -55,7 +57,8 @@ def test_environment_override(monkeypatch):
     assert not dispatch.supports_jit("auto")
 
 
-def test_supports_jit():
+def test_supports_jit(monkeypatch):
+    monkeypatch.delenv(dispatch.ENV_VAR, raising=False)
     assert dispatch.supports_jit("auto") and dispatch.supports_jit("composite")
     assert not dispatch.supports_jit("native") and not dispatch.supports_jit("reference")
 

@@ -1,7 +1,5 @@
 """Model builders and registry: the test matrix, exact parameter counts, stage shapes."""
 
-import os
-
 import keras
 import numpy as np
 import pytest
@@ -11,11 +9,12 @@ from keras_cnn_ext import models
 CIFAR = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
 # the smallest convenient input of each model (AlexNet needs 67x67, VGG 32x32)
 TINY_SHAPES = {"lenet5": (28, 28, 1), "alexnet": (67, 67, 3)}
-# same code paths as lenet5 / alexnet / vgg11(_lrn) / googlenet / resnet18 / resnet50 /
-# resnet20, only deeper: build + forward only, unless KCE_FULL_MATRIX=1 (keeps the suite fast)
-FORWARD_ONLY = ("vgg13", "vgg16_c", "vgg16", "vgg19", "resnet34", "resnet101", "resnet152",
-                "resnet32", "resnet44", "resnet56", "resnet110")
-FULL_MATRIX = os.environ.get("KCE_FULL_MATRIX", "") not in ("", "0")
+# deeper copies of lenet5 / alexnet / vgg11 / googlenet / resnet18 / resnet50 / resnet20: the
+# slowest part of the matrix, marked so that `-m "not slow"` gives a quick run
+DEEPER = ("vgg13", "vgg16_c", "vgg16", "vgg19", "resnet34", "resnet101", "resnet152",
+          "resnet32", "resnet44", "resnet56", "resnet110")
+MATRIX = [pytest.param(n, marks=pytest.mark.slow) if n in DEEPER else n
+          for n in models.list_models()]
 
 
 def _tiny_shape(name):
@@ -48,7 +47,7 @@ def test_get_model_aliases():
                             layers="keras").name == "vgg11"
 
 
-@pytest.mark.parametrize("name", [n for n in models.list_models()])
+@pytest.mark.parametrize("name", MATRIX)
 def test_model_matrix(name, tmp_path):
     """Build at a tiny input, forward, one train step, .keras round trip."""
     shape = _tiny_shape(name)
@@ -58,8 +57,6 @@ def test_model_matrix(name, tmp_path):
     probs = np.asarray(model.predict_on_batch(x))
     assert probs.shape == (2, 3)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
-    if name in FORWARD_ONLY and not FULL_MATRIX:
-        return
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss="sparse_categorical_crossentropy")
     loss = model.train_on_batch(x, np.array([0, 2]))
     assert np.isfinite(loss)

@@ -4,6 +4,7 @@
 #define KERAS_CNN_EXT_CUSTOM_OPS_KCE_COMMON_H_
 
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "tensorflow/core/framework/op_kernel.h"
@@ -182,6 +183,94 @@ inline absl::Status ReadKernelAttrs(tensorflow::OpKernelConstruction* ctx, bool 
   return MakeWindowAttrs(ksize, strides, pads, padding_mode, mode, data_format, pooling, a);
 }
 
+// Which op a kernel computes, by its inputs -> output.
+enum OpKind : int {
+  kCorrForward,         // (x, w) -> y
+  kCorrBackpropInput,   // (input_sizes, w, dy) -> dx
+  kCorrBackpropFilter,  // (x, filter_sizes, dy) -> dw
+  kPoolForward,         // (x) -> y
+  kMaxPoolGrad,         // (x, dy) -> dx
+  kMeanPoolGrad,        // (input_sizes, dy) -> dx
+};
+
+inline absl::Status CheckDy(const tensorflow::Tensor& dy, const tensorflow::TensorShape& ys) {
+  if (dy.shape() == ys) return absl::OkStatus();
+  return tensorflow::errors::InvalidArgument("`dy` must have shape ", ys.DebugString(), ", got ",
+                                             dy.shape().DebugString());
+}
+
+inline absl::Status CheckSize(const tensorflow::TensorShape& s) {
+  if (s.num_elements() > kMaxAttr)
+    return tensorflow::errors::InvalidArgument("Tensor of shape ", s.DebugString(),
+                                               " exceeds the 2^31-1 element limit of the ops");
+  return absl::OkStatus();
+}
+
+// Base of every kernel (CPU and GPU): reads the attributes at construction; Prepare() validates the
+// inputs of op `Kind`, fills the geometry and the output shape `ys` of the forward op, and allocates
+// the output. kCheckSize: reject outputs over 2^31-1 elements (the CPU kernels; the max-pool
+// gradient's output has the shape of an input and is not checked).
+template <OpKind Kind, bool kCheckSize>
+class WindowKernel : public tensorflow::OpKernel {
+ public:
+  static constexpr bool kPool = Kind >= kPoolForward;
+  typedef typename std::conditional<kPool, PoolParams, CorrParams>::type Params;
+
+  explicit WindowKernel(tensorflow::OpKernelConstruction* ctx) : OpKernel(ctx) {
+    OP_REQUIRES_OK(ctx, ReadKernelAttrs(ctx, kPool, &attrs_));
+  }
+
+ protected:
+  absl::Status Prepare(tensorflow::OpKernelContext* ctx, Params* p, tensorflow::TensorShape* ys,
+                       tensorflow::Tensor** out) const {
+    tensorflow::TensorShape xs, ks, os;
+    const bool sizes_first = Kind == kCorrBackpropInput || Kind == kMeanPoolGrad;
+    if (sizes_first) {
+      TF_RETURN_IF_ERROR(SizesToShape(ctx->input(0), "input_sizes", &xs));
+    } else {
+      xs = ctx->input(0).shape();
+    }
+    if constexpr (kPool) {
+      TF_RETURN_IF_ERROR(MakePoolParams(attrs_, xs, p, ys));
+    } else {
+      if (Kind == kCorrBackpropFilter) {
+        TF_RETURN_IF_ERROR(SizesToShape(ctx->input(1), "filter_sizes", &ks));
+      } else {
+        ks = ctx->input(1).shape();
+      }
+      TF_RETURN_IF_ERROR(MakeCorrParams(attrs_, xs, ks, p, ys));
+    }
+    if (Kind != kCorrForward && Kind != kPoolForward)
+      TF_RETURN_IF_ERROR(CheckDy(ctx->input(ctx->num_inputs() - 1), *ys));
+    os = (Kind == kCorrForward || Kind == kPoolForward) ? *ys
+         : Kind == kCorrBackpropFilter                  ? ks
+                                                        : xs;
+    if (kCheckSize && Kind != kMaxPoolGrad) TF_RETURN_IF_ERROR(CheckSize(os));
+    return ctx->allocate_output(0, os, out);
+  }
+
+  WindowAttrs attrs_;
+};
+
 }  // namespace kce
+
+// Registers the seven kernels of one device and type T; the arguments name class templates of
+// namespace kce, instantiated with T.
+#define KCE_REGISTER_KERNEL(NAME, DEVICE, T, KERNEL) \
+  REGISTER_KERNEL_BUILDER(Name(NAME).Device(DEVICE).TypeConstraint<T>("T"), kce::KERNEL<T>)
+#define KCE_REGISTER_KERNEL_HOST(NAME, DEVICE, T, HOST, KERNEL) \
+  REGISTER_KERNEL_BUILDER(                                      \
+      Name(NAME).Device(DEVICE).TypeConstraint<T>("T").HostMemory(HOST), kce::KERNEL<T>)
+#define KCE_REGISTER_ALL(DEVICE, T, CORR, CORR_BPI, CORR_BPF, MAXPOOL, MAXPOOL_GRAD, MEANPOOL,    \
+                         MEANPOOL_GRAD)                                                          \
+  KCE_REGISTER_KERNEL("KerasCnnExt>Corr2D", DEVICE, T, CORR);                                    \
+  KCE_REGISTER_KERNEL_HOST("KerasCnnExt>Corr2DBackpropInput", DEVICE, T, "input_sizes",          \
+                           CORR_BPI);                                                            \
+  KCE_REGISTER_KERNEL_HOST("KerasCnnExt>Corr2DBackpropFilter", DEVICE, T, "filter_sizes",        \
+                           CORR_BPF);                                                            \
+  KCE_REGISTER_KERNEL("KerasCnnExt>MaxPool2D", DEVICE, T, MAXPOOL);                              \
+  KCE_REGISTER_KERNEL("KerasCnnExt>MaxPool2DGrad", DEVICE, T, MAXPOOL_GRAD);                     \
+  KCE_REGISTER_KERNEL("KerasCnnExt>MeanPool2D", DEVICE, T, MEANPOOL);                            \
+  KCE_REGISTER_KERNEL_HOST("KerasCnnExt>MeanPool2DGrad", DEVICE, T, "input_sizes", MEANPOOL_GRAD)
 
 #endif  // KERAS_CNN_EXT_CUSTOM_OPS_KCE_COMMON_H_

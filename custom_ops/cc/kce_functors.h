@@ -77,6 +77,18 @@ KCE_HD int PadSources(i64 h, i64 size, i64 before, i64 after, int mode, i64* lo,
 
 KCE_HD i64 Tap(i64 m, i64 k, bool flip) { return flip ? k - 1 - m : m; }
 
+// Accumulation type of element type T (float for half / bfloat16 / float).
+template <typename T> struct AccOf { typedef float type; };
+template <> struct AccOf<double> { typedef double type; };
+
+// Splits a flat index over (n, a, b, c) with c fastest.
+KCE_HD void Unflatten(i64 i, i64 A, i64 B, i64 C, i64* n, i64* a, i64* b, i64* c) {
+  *c = i % C; i /= C;
+  *b = i % B; i /= B;
+  *a = i % A;
+  *n = i / A;
+}
+
 struct CorrParams {
   i64 N, H, W, C;     // input
   i64 KH, KW, F;      // kernel (KH, KW, C, F)
@@ -91,10 +103,8 @@ struct CorrParams {
 // y[n, oh, ow, f]; idx enumerates (n, oh, ow, f) with f fastest.
 template <typename T, typename Acc>
 KCE_HD Acc CorrForwardElem(const CorrParams& p, const T* x, const T* w, i64 idx) {
-  const i64 f = idx % p.F; idx /= p.F;
-  const i64 ow = idx % p.OW; idx /= p.OW;
-  const i64 oh = idx % p.OH;
-  const i64 n = idx / p.OH;
+  i64 n, oh, ow, f;
+  Unflatten(idx, p.OH, p.OW, p.F, &n, &oh, &ow, &f);
   Acc acc = Acc(0);
   for (i64 m = 0; m < p.KH; ++m) {
     const i64 r = MapCoord(oh * p.sh + Tap(m, p.KH, p.flip) - p.pt, p.H, p.mode);
@@ -114,10 +124,8 @@ KCE_HD Acc CorrForwardElem(const CorrParams& p, const T* x, const T* w, i64 idx)
 // dx[n, h, w, c] (gather form); idx enumerates (n, h, w, c) with c fastest.
 template <typename T, typename Acc>
 KCE_HD Acc CorrBackpropInputElem(const CorrParams& p, const T* w, const T* dy, i64 idx) {
-  const i64 c = idx % p.C; idx /= p.C;
-  const i64 xw = idx % p.W; idx /= p.W;
-  const i64 xh = idx % p.H;
-  const i64 n = idx / p.H;
+  i64 n, xh, xw, c;
+  Unflatten(idx, p.H, p.W, p.C, &n, &xh, &xw, &c);
   i64 rlo[3], rhi[3], clo[3], chi[3];
   const int nr = PadSources(xh, p.H, p.pt, p.pb, p.mode, rlo, rhi);
   const int nc = PadSources(xw, p.W, p.pl, p.pr, p.mode, clo, chi);
@@ -152,10 +160,8 @@ KCE_HD Acc CorrBackpropInputElem(const CorrParams& p, const T* w, const T* dy, i
 // dw[m, q, c, f]; idx enumerates (m, q, c, f) with f fastest.
 template <typename T, typename Acc>
 KCE_HD Acc CorrBackpropFilterElem(const CorrParams& p, const T* x, const T* dy, i64 idx) {
-  const i64 f = idx % p.F; idx /= p.F;
-  const i64 c = idx % p.C; idx /= p.C;
-  const i64 q = idx % p.KW;
-  const i64 m = idx / p.KW;
+  i64 m, q, c, f;
+  Unflatten(idx, p.KW, p.C, p.F, &m, &q, &c, &f);
   Acc acc = Acc(0);
   for (i64 n = 0; n < p.N; ++n) {
     for (i64 oh = 0; oh < p.OH; ++oh) {
@@ -254,10 +260,8 @@ KCE_HD void CoveringOutputs(i64 h, i64 s, i64 before, i64 k, i64 out, i64* o0, i
 // Gather form of the max-pool gradient for input cell idx = (n, h, w, c), c fastest.
 template <typename T, typename Acc>
 KCE_HD Acc MaxPoolGradElem(const PoolParams& p, const T* x, const T* dy, i64 idx) {
-  const i64 c = idx % p.C; idx /= p.C;
-  const i64 w = idx % p.W; idx /= p.W;
-  const i64 h = idx % p.H;
-  const i64 n = idx / p.H;
+  i64 n, h, w, c;
+  Unflatten(idx, p.H, p.W, p.C, &n, &h, &w, &c);
   i64 oh0, oh1, ow0, ow1;
   CoveringOutputs(h, p.sh, p.pt, p.KH, p.OH, &oh0, &oh1);
   CoveringOutputs(w, p.sw, p.pl, p.KW, p.OW, &ow0, &ow1);
@@ -274,10 +278,8 @@ KCE_HD Acc MaxPoolGradElem(const PoolParams& p, const T* x, const T* dy, i64 idx
 
 template <typename T, typename Acc>
 KCE_HD Acc MeanPoolGradElem(const PoolParams& p, const T* dy, i64 idx) {
-  const i64 c = idx % p.C; idx /= p.C;
-  const i64 w = idx % p.W; idx /= p.W;
-  const i64 h = idx % p.H;
-  const i64 n = idx / p.H;
+  i64 n, h, w, c;
+  Unflatten(idx, p.H, p.W, p.C, &n, &h, &w, &c);
   i64 oh0, oh1, ow0, ow1;
   CoveringOutputs(h, p.sh, p.pt, p.KH, p.OH, &oh0, &oh1);
   CoveringOutputs(w, p.sw, p.pl, p.KW, p.OW, &ow0, &ow1);
@@ -288,6 +290,86 @@ KCE_HD Acc MeanPoolGradElem(const PoolParams& p, const T* dy, i64 idx) {
              static_cast<Acc>(PoolDivisor(p, oh, ow));
   return acc;
 }
+
+// One output element of each op, stored at its place in the output's layout: the bodies of the CUDA
+// kernels and of the CPU "direct" loops. Run(p, in0, in1, out, i) computes flat element i (channels
+// fastest) of the op whose tensor inputs are in0, in1 (in1 unused by single-input ops); Total(p) is
+// the number of output elements.
+struct CorrForwardStore {  // in0 = x, in1 = w
+  static KCE_HD i64 Total(const CorrParams& p) { return p.N * p.OH * p.OW * p.F; }
+  template <typename T>
+  static KCE_HD void Run(const CorrParams& p, const T* x, const T* w, T* y, i64 i) {
+    i64 n, oh, ow, f;
+    Unflatten(i, p.OH, p.OW, p.F, &n, &oh, &ow, &f);
+    y[Offset(p.yl, n, oh, ow, f)] =
+        static_cast<T>(CorrForwardElem<T, typename AccOf<T>::type>(p, x, w, i));
+  }
+};
+
+struct CorrBackpropInputStore {  // in0 = w, in1 = dy
+  static KCE_HD i64 Total(const CorrParams& p) { return p.N * p.H * p.W * p.C; }
+  template <typename T>
+  static KCE_HD void Run(const CorrParams& p, const T* w, const T* dy, T* dx, i64 i) {
+    i64 n, h, ww, c;
+    Unflatten(i, p.H, p.W, p.C, &n, &h, &ww, &c);
+    dx[Offset(p.xl, n, h, ww, c)] =
+        static_cast<T>(CorrBackpropInputElem<T, typename AccOf<T>::type>(p, w, dy, i));
+  }
+};
+
+struct CorrBackpropFilterStore {  // in0 = x, in1 = dy
+  static KCE_HD i64 Total(const CorrParams& p) { return p.KH * p.KW * p.C * p.F; }
+  template <typename T>
+  static KCE_HD void Run(const CorrParams& p, const T* x, const T* dy, T* dw, i64 i) {
+    dw[i] = static_cast<T>(CorrBackpropFilterElem<T, typename AccOf<T>::type>(p, x, dy, i));
+  }
+};
+
+struct MaxPoolForwardStore {  // in0 = x
+  static KCE_HD i64 Total(const PoolParams& p) { return p.N * p.OH * p.OW * p.C; }
+  template <typename T>
+  static KCE_HD void Run(const PoolParams& p, const T* x, const T*, T* y, i64 i) {
+    i64 n, oh, ow, c;
+    Unflatten(i, p.OH, p.OW, p.C, &n, &oh, &ow, &c);
+    typename AccOf<T>::type best;
+    MaxPoolArgmax<T, typename AccOf<T>::type>(p, x, n, oh, ow, c, &best);
+    y[Offset(p.yl, n, oh, ow, c)] = static_cast<T>(best);
+  }
+};
+
+struct MaxPoolGradStore {  // in0 = x, in1 = dy
+  static KCE_HD i64 Total(const PoolParams& p) { return p.N * p.H * p.W * p.C; }
+  template <typename T>
+  static KCE_HD void Run(const PoolParams& p, const T* x, const T* dy, T* dx, i64 i) {
+    i64 n, h, w, c;
+    Unflatten(i, p.H, p.W, p.C, &n, &h, &w, &c);
+    dx[Offset(p.xl, n, h, w, c)] =
+        static_cast<T>(MaxPoolGradElem<T, typename AccOf<T>::type>(p, x, dy, i));
+  }
+};
+
+struct MeanPoolForwardStore {  // in0 = x
+  static KCE_HD i64 Total(const PoolParams& p) { return p.N * p.OH * p.OW * p.C; }
+  template <typename T>
+  static KCE_HD void Run(const PoolParams& p, const T* x, const T*, T* y, i64 i) {
+    typedef typename AccOf<T>::type A;
+    i64 n, oh, ow, c;
+    Unflatten(i, p.OH, p.OW, p.C, &n, &oh, &ow, &c);
+    y[Offset(p.yl, n, oh, ow, c)] = static_cast<T>(MeanPoolSum<T, A>(p, x, n, oh, ow, c) /
+                                                   static_cast<A>(PoolDivisor(p, oh, ow)));
+  }
+};
+
+struct MeanPoolGradStore {  // in0 = dy
+  static KCE_HD i64 Total(const PoolParams& p) { return p.N * p.H * p.W * p.C; }
+  template <typename T>
+  static KCE_HD void Run(const PoolParams& p, const T* dy, const T*, T* dx, i64 i) {
+    i64 n, h, w, c;
+    Unflatten(i, p.H, p.W, p.C, &n, &h, &w, &c);
+    dx[Offset(p.xl, n, h, w, c)] =
+        static_cast<T>(MeanPoolGradElem<T, typename AccOf<T>::type>(p, dy, i));
+  }
+};
 
 }  // namespace kce
 

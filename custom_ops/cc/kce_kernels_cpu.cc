@@ -32,13 +32,9 @@ using tensorflow::OpKernelContext;
 using tensorflow::Tensor;
 using tensorflow::TensorShape;
 
-template <typename T> struct AccOf { typedef float type; };
-template <> struct AccOf<double> { typedef double type; };
-
 template <typename A> struct SameWidthInt { typedef int32_t type; };
 template <> struct SameWidthInt<double> { typedef int64_t type; };
 
-constexpr i64 kMaxElements = (i64{1} << 31) - 1;
 // Forward products with fewer filters than this go through a column-major block (see Corr2DOp).
 // (Measured: no gain above 32 filters, a 2.5x faster forward for LeNet's 6 filters.)
 constexpr i64 kColMajorBelow = 32;
@@ -59,12 +55,16 @@ int NumThreads(OpKernelContext* ctx) {
   return std::max(1, ctx->device()->tensorflow_cpu_worker_threads()->num_threads);
 }
 
-absl::Status CheckSize(const TensorShape& s) {
-  if (s.num_elements() > kMaxElements)
-    return tensorflow::errors::InvalidArgument("Tensor of shape ", s.DebugString(),
-                                               " exceeds the 2^31-1 element limit of the ops");
-  return absl::OkStatus();
+// The "direct" algorithm: Op::Run (kce_functors.h, the CUDA kernels' body) per output element.
+template <typename Op, typename T, typename P>
+void DirectLoop(OpKernelContext* ctx, const P& p, i64 cost, const T* in0, const T* in1, T* out) {
+  ParFor(ctx, Op::Total(p), cost, [&](i64 b, i64 e) {
+    for (i64 i = b; i < e; ++i) Op::template Run<T>(p, in0, in1, out, i);
+  });
 }
+
+template <OpKind Kind>
+using CpuKernel = WindowKernel<Kind, true>;
 
 template <typename T>
 void SetZero(OpKernelContext* ctx, T* p, i64 n) {
@@ -271,51 +271,27 @@ void LoadRows(const CorrParams& p, const T* dy, i64 n, i64 p0, i64 rows, A* out)
   }
 }
 
-class CorrBase : public OpKernel {
- public:
-  explicit CorrBase(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ReadKernelAttrs(ctx, false, &attrs_));
-  }
-
- protected:
-  WindowAttrs attrs_;
-};
-
 template <typename T>
-class Corr2DOp : public CorrBase {
+class Corr2DOp : public CpuKernel<kCorrForward> {
  public:
-  using CorrBase::CorrBase;
+  using WindowKernel::WindowKernel;
   void Compute(OpKernelContext* ctx) override {
     typedef typename AccOf<T>::type A;
-    const Tensor& x = ctx->input(0);
-    const Tensor& w = ctx->input(1);
     CorrParams p;
     TensorShape ys;
-    OP_REQUIRES_OK(ctx, MakeCorrParams(attrs_, x.shape(), w.shape(), &p, &ys));
-    OP_REQUIRES_OK(ctx, CheckSize(ys));
     Tensor* y = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ys, &y));
+    OP_REQUIRES_OK(ctx, Prepare(ctx, &p, &ys, &y));
     const i64 total = ys.num_elements();
     if (total == 0) return;
     T* yp = y->flat<T>().data();
-    const T* xp = x.flat<T>().data();
-    const T* wp = w.flat<T>().data();
+    const T* xp = ctx->input(0).flat<T>().data();
+    const T* wp = ctx->input(1).flat<T>().data();
     const i64 K = p.KH * p.KW * p.C;
     if (K == 0) {
       SetZero(ctx, yp, total);
       return;
     }
-    if (UseDirect()) {
-      ParFor(ctx, total, K * 2, [&](i64 b, i64 e) {
-        for (i64 i = b; i < e; ++i) {
-          i64 r = i, f = r % p.F; r /= p.F;
-          i64 ow = r % p.OW; r /= p.OW;
-          i64 oh = r % p.OH, n = r / p.OH;
-          yp[Offset(p.yl, n, oh, ow, f)] = static_cast<T>(CorrForwardElem<T, A>(p, xp, wp, i));
-        }
-      });
-      return;
-    }
+    if (UseDirect()) return DirectLoop<CorrForwardStore>(ctx, p, K * 2, xp, wp, yp);
     const i64 P = p.OH * p.OW, R = BlockRows(K, P), blocks = (P + R - 1) / R;
     const CorrTables tab(p);
     const bool tapmajor = UseTapMajor(p);
@@ -366,46 +342,27 @@ class Corr2DOp : public CorrBase {
 };
 
 template <typename T>
-class Corr2DBackpropInputOp : public CorrBase {
+class Corr2DBackpropInputOp : public CpuKernel<kCorrBackpropInput> {
  public:
-  using CorrBase::CorrBase;
+  using WindowKernel::WindowKernel;
   void Compute(OpKernelContext* ctx) override {
     typedef typename AccOf<T>::type A;
-    TensorShape xs;
-    OP_REQUIRES_OK(ctx, SizesToShape(ctx->input(0), "input_sizes", &xs));
-    const Tensor& w = ctx->input(1);
-    const Tensor& dy = ctx->input(2);
     CorrParams p;
     TensorShape ys;
-    OP_REQUIRES_OK(ctx, MakeCorrParams(attrs_, xs, w.shape(), &p, &ys));
-    OP_REQUIRES(ctx, dy.shape() == ys,
-                tensorflow::errors::InvalidArgument("`dy` must have shape ", ys.DebugString(),
-                                                    ", got ", dy.shape().DebugString()));
-    OP_REQUIRES_OK(ctx, CheckSize(xs));
     Tensor* dx = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, xs, &dx));
-    const i64 total = xs.num_elements();
+    OP_REQUIRES_OK(ctx, Prepare(ctx, &p, &ys, &dx));
+    const i64 total = dx->NumElements();
     if (total == 0) return;
     T* dxp = dx->flat<T>().data();
-    const T* wp = w.flat<T>().data();
-    const T* dyp = dy.flat<T>().data();
+    const T* wp = ctx->input(1).flat<T>().data();
+    const T* dyp = ctx->input(2).flat<T>().data();
     const i64 K = p.KH * p.KW * p.C;
     if (ys.num_elements() == 0 || K == 0) {
       SetZero(ctx, dxp, total);
       return;
     }
-    if (UseDirect()) {
-      ParFor(ctx, total, p.KH * p.KW * p.F * 2, [&](i64 b, i64 e) {
-        for (i64 i = b; i < e; ++i) {
-          i64 r = i, c = r % p.C; r /= p.C;
-          i64 ww = r % p.W; r /= p.W;
-          i64 hh = r % p.H, n = r / p.H;
-          dxp[Offset(p.xl, n, hh, ww, c)] =
-              static_cast<T>(CorrBackpropInputElem<T, A>(p, wp, dyp, i));
-        }
-      });
-      return;
-    }
+    if (UseDirect())
+      return DirectLoop<CorrBackpropInputStore>(ctx, p, p.KH * p.KW * p.F * 2, wp, dyp, dxp);
     const i64 P = p.OH * p.OW, R = BlockRows(K, P), HWC = p.H * p.W * p.C;
     const CorrTables tab(p);
     const bool tapmajor = UseTapMajor(p);
@@ -451,40 +408,26 @@ class Corr2DBackpropInputOp : public CorrBase {
 };
 
 template <typename T>
-class Corr2DBackpropFilterOp : public CorrBase {
+class Corr2DBackpropFilterOp : public CpuKernel<kCorrBackpropFilter> {
  public:
-  using CorrBase::CorrBase;
+  using WindowKernel::WindowKernel;
   void Compute(OpKernelContext* ctx) override {
     typedef typename AccOf<T>::type A;
-    const Tensor& x = ctx->input(0);
-    TensorShape ks;
-    OP_REQUIRES_OK(ctx, SizesToShape(ctx->input(1), "filter_sizes", &ks));
-    const Tensor& dy = ctx->input(2);
     CorrParams p;
     TensorShape ys;
-    OP_REQUIRES_OK(ctx, MakeCorrParams(attrs_, x.shape(), ks, &p, &ys));
-    OP_REQUIRES(ctx, dy.shape() == ys,
-                tensorflow::errors::InvalidArgument("`dy` must have shape ", ys.DebugString(),
-                                                    ", got ", dy.shape().DebugString()));
-    OP_REQUIRES_OK(ctx, CheckSize(ks));
     Tensor* dw = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ks, &dw));
-    const i64 total = ks.num_elements();
+    OP_REQUIRES_OK(ctx, Prepare(ctx, &p, &ys, &dw));
+    const i64 total = dw->NumElements();
     if (total == 0) return;
     T* dwp = dw->flat<T>().data();
-    const T* xp = x.flat<T>().data();
-    const T* dyp = dy.flat<T>().data();
+    const T* xp = ctx->input(0).flat<T>().data();
+    const T* dyp = ctx->input(2).flat<T>().data();
     if (ys.num_elements() == 0) {
       SetZero(ctx, dwp, total);
       return;
     }
-    if (UseDirect()) {
-      ParFor(ctx, total, p.N * p.OH * p.OW * 2, [&](i64 b, i64 e) {
-        for (i64 i = b; i < e; ++i)
-          dwp[i] = static_cast<T>(CorrBackpropFilterElem<T, A>(p, xp, dyp, i));
-      });
-      return;
-    }
+    if (UseDirect())
+      return DirectLoop<CorrBackpropFilterStore>(ctx, p, p.N * p.OH * p.OW * 2, xp, dyp, dwp);
     const i64 K = p.KH * p.KW * p.C, P = p.OH * p.OW, R = BlockRows(K, P, i64{1} << 19);
     const i64 blocks = (P + R - 1) / R, units = p.N * blocks;
     const CorrTables tab(p);
@@ -528,15 +471,10 @@ class Corr2DBackpropFilterOp : public CorrBase {
 
 // ============================== pooling ==============================
 
-class PoolBase : public OpKernel {
- public:
-  explicit PoolBase(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ReadKernelAttrs(ctx, true, &attrs_));
-  }
-
- protected:
-  WindowAttrs attrs_;
-};
+// How many windows cover an input cell at most.
+i64 Cover(const PoolParams& p) {
+  return ((p.KH + p.sh - 1) / p.sh) * ((p.KW + p.sw - 1) / p.sw);
+}
 
 // Whether the windows never overlap (each input cell belongs to at most one window).
 bool Disjoint(const PoolParams& p) { return p.sh >= p.KH && p.sw >= p.KW; }
@@ -586,34 +524,20 @@ void RouteWindowCell(T* __restrict d, const T* __restrict g, const I* __restrict
 }
 
 template <typename T>
-class MaxPool2DOp : public PoolBase {
+class MaxPool2DOp : public CpuKernel<kPoolForward> {
  public:
-  using PoolBase::PoolBase;
+  using WindowKernel::WindowKernel;
   void Compute(OpKernelContext* ctx) override {
     typedef typename AccOf<T>::type A;
-    const Tensor& x = ctx->input(0);
     PoolParams p;
     TensorShape ys;
-    OP_REQUIRES_OK(ctx, MakePoolParams(attrs_, x.shape(), &p, &ys));
-    OP_REQUIRES_OK(ctx, CheckSize(ys));
     Tensor* y = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ys, &y));
+    OP_REQUIRES_OK(ctx, Prepare(ctx, &p, &ys, &y));
     if (ys.num_elements() == 0) return;
-    const T* xp = x.flat<T>().data();
+    const T* xp = ctx->input(0).flat<T>().data();
     T* yp = y->flat<T>().data();
-    if (UseDirect() || p.xl.sC != 1) {
-      ParFor(ctx, ys.num_elements(), p.KH * p.KW * 3, [&](i64 b, i64 e) {
-        for (i64 i = b; i < e; ++i) {
-          i64 r = i, c = r % p.C; r /= p.C;
-          i64 ow = r % p.OW; r /= p.OW;
-          i64 oh = r % p.OH, n = r / p.OH;
-          A best;
-          MaxPoolArgmax<T, A>(p, xp, n, oh, ow, c, &best);
-          yp[Offset(p.yl, n, oh, ow, c)] = static_cast<T>(best);
-        }
-      });
-      return;
-    }
+    if (UseDirect() || p.xl.sC != 1)
+      return DirectLoop<MaxPoolForwardStore>(ctx, p, p.KH * p.KW * 3, xp, xp, yp);
     const i64 C = p.C;
     ParFor(ctx, p.N * p.OH, p.OW * p.KH * p.KW * C, [&](i64 b, i64 e) {
       std::vector<A> best(C);
@@ -649,43 +573,27 @@ class MaxPool2DOp : public PoolBase {
 };
 
 template <typename T>
-class MaxPool2DGradOp : public PoolBase {
+class MaxPool2DGradOp : public CpuKernel<kMaxPoolGrad> {
  public:
-  using PoolBase::PoolBase;
+  using WindowKernel::WindowKernel;
   void Compute(OpKernelContext* ctx) override {
     typedef typename AccOf<T>::type A;
     typedef typename SameWidthInt<A>::type I;
-    const Tensor& x = ctx->input(0);
-    const Tensor& dy = ctx->input(1);
     PoolParams p;
     TensorShape ys;
-    OP_REQUIRES_OK(ctx, MakePoolParams(attrs_, x.shape(), &p, &ys));
-    OP_REQUIRES(ctx, dy.shape() == ys,
-                tensorflow::errors::InvalidArgument("`dy` must have shape ", ys.DebugString(),
-                                                    ", got ", dy.shape().DebugString()));
     Tensor* dx = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &dx));
-    const i64 total = x.NumElements();
+    OP_REQUIRES_OK(ctx, Prepare(ctx, &p, &ys, &dx));
+    const i64 total = dx->NumElements();
     if (total == 0) return;
-    const T* xp = x.flat<T>().data();
-    const T* dyp = dy.flat<T>().data();
+    const T* xp = ctx->input(0).flat<T>().data();
+    const T* dyp = ctx->input(1).flat<T>().data();
     T* dxp = dx->flat<T>().data();
     if (ys.num_elements() == 0) {
       SetZero(ctx, dxp, total);
       return;
     }
-    if (UseDirect() || p.xl.sC != 1) {
-      const i64 cover = ((p.KH + p.sh - 1) / p.sh) * ((p.KW + p.sw - 1) / p.sw);
-      ParFor(ctx, total, cover * p.KH * p.KW * 3, [&](i64 b, i64 e) {
-        for (i64 i = b; i < e; ++i) {
-          i64 r = i, c = r % p.C; r /= p.C;
-          i64 ww = r % p.W; r /= p.W;
-          i64 hh = r % p.H, n = r / p.H;
-          dxp[Offset(p.xl, n, hh, ww, c)] = static_cast<T>(MaxPoolGradElem<T, A>(p, xp, dyp, i));
-        }
-      });
-      return;
-    }
+    if (UseDirect() || p.xl.sC != 1)
+      return DirectLoop<MaxPoolGradStore>(ctx, p, Cover(p) * p.KH * p.KW * 3, xp, dyp, dxp);
     const i64 C = p.C;
     const bool disjoint = Disjoint(p);
     if (disjoint && !Covers(p)) SetZero(ctx, dxp, total);
@@ -769,33 +677,20 @@ class MaxPool2DGradOp : public PoolBase {
 };
 
 template <typename T>
-class MeanPool2DOp : public PoolBase {
+class MeanPool2DOp : public CpuKernel<kPoolForward> {
  public:
-  using PoolBase::PoolBase;
+  using WindowKernel::WindowKernel;
   void Compute(OpKernelContext* ctx) override {
     typedef typename AccOf<T>::type A;
-    const Tensor& x = ctx->input(0);
     PoolParams p;
     TensorShape ys;
-    OP_REQUIRES_OK(ctx, MakePoolParams(attrs_, x.shape(), &p, &ys));
-    OP_REQUIRES_OK(ctx, CheckSize(ys));
     Tensor* y = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ys, &y));
+    OP_REQUIRES_OK(ctx, Prepare(ctx, &p, &ys, &y));
     if (ys.num_elements() == 0) return;
-    const T* xp = x.flat<T>().data();
+    const T* xp = ctx->input(0).flat<T>().data();
     T* yp = y->flat<T>().data();
-    if (UseDirect() || p.xl.sC != 1) {
-      ParFor(ctx, ys.num_elements(), p.KH * p.KW * 2, [&](i64 b, i64 e) {
-        for (i64 i = b; i < e; ++i) {
-          i64 r = i, c = r % p.C; r /= p.C;
-          i64 ow = r % p.OW; r /= p.OW;
-          i64 oh = r % p.OH, n = r / p.OH;
-          yp[Offset(p.yl, n, oh, ow, c)] = static_cast<T>(
-              MeanPoolSum<T, A>(p, xp, n, oh, ow, c) / static_cast<A>(PoolDivisor(p, oh, ow)));
-        }
-      });
-      return;
-    }
+    if (UseDirect() || p.xl.sC != 1)
+      return DirectLoop<MeanPoolForwardStore>(ctx, p, p.KH * p.KW * 2, xp, xp, yp);
     const i64 C = p.C;
     ParFor(ctx, p.N * p.OH, p.OW * p.KH * p.KW * C, [&](i64 b, i64 e) {
       std::vector<A> acc(C);
@@ -822,43 +717,25 @@ class MeanPool2DOp : public PoolBase {
 };
 
 template <typename T>
-class MeanPool2DGradOp : public PoolBase {
+class MeanPool2DGradOp : public CpuKernel<kMeanPoolGrad> {
  public:
-  using PoolBase::PoolBase;
+  using WindowKernel::WindowKernel;
   void Compute(OpKernelContext* ctx) override {
     typedef typename AccOf<T>::type A;
-    TensorShape xs;
-    OP_REQUIRES_OK(ctx, SizesToShape(ctx->input(0), "input_sizes", &xs));
-    const Tensor& dy = ctx->input(1);
     PoolParams p;
     TensorShape ys;
-    OP_REQUIRES_OK(ctx, MakePoolParams(attrs_, xs, &p, &ys));
-    OP_REQUIRES(ctx, dy.shape() == ys,
-                tensorflow::errors::InvalidArgument("`dy` must have shape ", ys.DebugString(),
-                                                    ", got ", dy.shape().DebugString()));
-    OP_REQUIRES_OK(ctx, CheckSize(xs));
     Tensor* dx = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, xs, &dx));
-    const i64 total = xs.num_elements();
+    OP_REQUIRES_OK(ctx, Prepare(ctx, &p, &ys, &dx));
+    const i64 total = dx->NumElements();
     if (total == 0) return;
-    const T* dyp = dy.flat<T>().data();
+    const T* dyp = ctx->input(1).flat<T>().data();
     T* dxp = dx->flat<T>().data();
     if (ys.num_elements() == 0) {
       SetZero(ctx, dxp, total);
       return;
     }
-    if (UseDirect() || p.xl.sC != 1) {
-      const i64 cover = ((p.KH + p.sh - 1) / p.sh) * ((p.KW + p.sw - 1) / p.sw);
-      ParFor(ctx, total, cover * 4, [&](i64 b, i64 e) {
-        for (i64 i = b; i < e; ++i) {
-          i64 r = i, c = r % p.C; r /= p.C;
-          i64 ww = r % p.W; r /= p.W;
-          i64 hh = r % p.H, n = r / p.H;
-          dxp[Offset(p.xl, n, hh, ww, c)] = static_cast<T>(MeanPoolGradElem<T, A>(p, dyp, i));
-        }
-      });
-      return;
-    }
+    if (UseDirect() || p.xl.sC != 1)
+      return DirectLoop<MeanPoolGradStore>(ctx, p, Cover(p) * 4, dyp, dyp, dxp);
     const i64 C = p.C;
     const bool disjoint = Disjoint(p);
     if (disjoint) {
@@ -915,34 +792,10 @@ class MeanPool2DGradOp : public PoolBase {
 }  // namespace
 }  // namespace kce
 
-#define KCE_REGISTER_CPU(T)                                                                     \
-  REGISTER_KERNEL_BUILDER(                                                                      \
-      Name("KerasCnnExt>Corr2D").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),        \
-      kce::Corr2DOp<T>);                                                                        \
-  REGISTER_KERNEL_BUILDER(Name("KerasCnnExt>Corr2DBackpropInput")                               \
-                              .Device(tensorflow::DEVICE_CPU)                                   \
-                              .TypeConstraint<T>("T")                                           \
-                              .HostMemory("input_sizes"),                                       \
-                          kce::Corr2DBackpropInputOp<T>);                                       \
-  REGISTER_KERNEL_BUILDER(Name("KerasCnnExt>Corr2DBackpropFilter")                              \
-                              .Device(tensorflow::DEVICE_CPU)                                   \
-                              .TypeConstraint<T>("T")                                           \
-                              .HostMemory("filter_sizes"),                                      \
-                          kce::Corr2DBackpropFilterOp<T>);                                      \
-  REGISTER_KERNEL_BUILDER(                                                                      \
-      Name("KerasCnnExt>MaxPool2D").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),     \
-      kce::MaxPool2DOp<T>);                                                                     \
-  REGISTER_KERNEL_BUILDER(                                                                      \
-      Name("KerasCnnExt>MaxPool2DGrad").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"), \
-      kce::MaxPool2DGradOp<T>);                                                                 \
-  REGISTER_KERNEL_BUILDER(                                                                      \
-      Name("KerasCnnExt>MeanPool2D").Device(tensorflow::DEVICE_CPU).TypeConstraint<T>("T"),    \
-      kce::MeanPool2DOp<T>);                                                                    \
-  REGISTER_KERNEL_BUILDER(Name("KerasCnnExt>MeanPool2DGrad")                                    \
-                              .Device(tensorflow::DEVICE_CPU)                                   \
-                              .TypeConstraint<T>("T")                                           \
-                              .HostMemory("input_sizes"),                                       \
-                          kce::MeanPool2DGradOp<T>);
+#define KCE_REGISTER_CPU(T)                                                                   \
+  KCE_REGISTER_ALL(tensorflow::DEVICE_CPU, T, Corr2DOp, Corr2DBackpropInputOp,                    \
+                   Corr2DBackpropFilterOp, MaxPool2DOp, MaxPool2DGradOp, MeanPool2DOp,            \
+                   MeanPool2DGradOp)
 
 KCE_REGISTER_CPU(Eigen::half);
 KCE_REGISTER_CPU(tensorflow::bfloat16);

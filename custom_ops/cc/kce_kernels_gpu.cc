@@ -38,191 +38,61 @@ absl::Status Check(int err) {
   return tensorflow::errors::Internal("CUDA launch failed: ", gpu::ErrorString(err));
 }
 
-absl::Status CheckDy(const Tensor& dy, const TensorShape& ys) {
-  if (dy.shape() == ys) return absl::OkStatus();
-  return tensorflow::errors::InvalidArgument("`dy` must have shape ", ys.DebugString(), ", got ",
-                                             dy.shape().DebugString());
-}
-
-template <typename T>
-class Corr2DGpu : public OpKernel {
+// The GPU kernel of op Kind: Launch(ctx, p, out) calls the plain-CUDA launcher.
+template <typename T, OpKind Kind, typename Launcher>
+class GpuKernel : public WindowKernel<Kind, false> {
  public:
-  explicit Corr2DGpu(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ReadKernelAttrs(ctx, false, &a_));
-  }
+  using WindowKernel<Kind, false>::WindowKernel;
   void Compute(OpKernelContext* ctx) override {
-    const Tensor& x = ctx->input(0);
-    const Tensor& w = ctx->input(1);
-    CorrParams p;
+    typename WindowKernel<Kind, false>::Params p;
     TensorShape ys;
-    OP_REQUIRES_OK(ctx, MakeCorrParams(a_, x.shape(), w.shape(), &p, &ys));
-    Tensor* y = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ys, &y));
-    if (ys.num_elements() == 0) return;
-    OP_REQUIRES_OK(ctx, Check(gpu::CorrForward(Stream(ctx), Tag<T>::value, p, x.flat<T>().data(),
-                                               w.flat<T>().data(), y->flat<T>().data())));
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(ctx, this->Prepare(ctx, &p, &ys, &out));
+    if (out->NumElements() == 0) return;
+    // The tensor inputs in order, without the size vector (host memory, already read).
+    constexpr int kSizes = (Kind == kCorrBackpropInput || Kind == kMeanPoolGrad) ? 0
+                           : Kind == kCorrBackpropFilter                        ? 1
+                                                                                : -1;
+    const void* in[2] = {nullptr, nullptr};
+    for (int i = 0, k = 0; i < ctx->num_inputs(); ++i)
+      if (i != kSizes) in[k++] = ctx->input(i).flat<T>().data();
+    OP_REQUIRES_OK(ctx, Check(Launcher::Run(Stream(ctx), Tag<T>::value, p, in[0], in[1],
+                                            out->flat<T>().data())));
   }
-
- private:
-  WindowAttrs a_;
 };
 
+#define KCE_GPU_LAUNCHER(NAME, CALL)                                                          \
+  struct NAME {                                                                               \
+    template <typename P>                                                                     \
+    static int Run(void* s, gpu::DType t, const P& p, const void* a, const void* b, void* o) { \
+      return CALL;                                                                            \
+    }                                                                                         \
+  }
+KCE_GPU_LAUNCHER(LaunchCorr, gpu::CorrForward(s, t, p, a, b, o));
+KCE_GPU_LAUNCHER(LaunchCorrBpi, gpu::CorrBackpropInput(s, t, p, a, b, o));
+KCE_GPU_LAUNCHER(LaunchCorrBpf, gpu::CorrBackpropFilter(s, t, p, a, b, o));
+KCE_GPU_LAUNCHER(LaunchMaxPool, gpu::MaxPoolForward(s, t, p, a, o));
+KCE_GPU_LAUNCHER(LaunchMaxPoolGrad, gpu::MaxPoolGrad(s, t, p, a, b, o));
+KCE_GPU_LAUNCHER(LaunchMeanPool, gpu::MeanPoolForward(s, t, p, a, o));
+KCE_GPU_LAUNCHER(LaunchMeanPoolGrad, gpu::MeanPoolGrad(s, t, p, a, o));
+#undef KCE_GPU_LAUNCHER
+
+template <typename T> using Corr2DGpu = GpuKernel<T, kCorrForward, LaunchCorr>;
+template <typename T> using Corr2DBackpropInputGpu = GpuKernel<T, kCorrBackpropInput, LaunchCorrBpi>;
 template <typename T>
-class Corr2DBackpropInputGpu : public OpKernel {
- public:
-  explicit Corr2DBackpropInputGpu(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ReadKernelAttrs(ctx, false, &a_));
-  }
-  void Compute(OpKernelContext* ctx) override {
-    TensorShape xs, ys;
-    OP_REQUIRES_OK(ctx, SizesToShape(ctx->input(0), "input_sizes", &xs));
-    const Tensor& w = ctx->input(1);
-    const Tensor& dy = ctx->input(2);
-    CorrParams p;
-    OP_REQUIRES_OK(ctx, MakeCorrParams(a_, xs, w.shape(), &p, &ys));
-    OP_REQUIRES_OK(ctx, CheckDy(dy, ys));
-    Tensor* dx = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, xs, &dx));
-    if (xs.num_elements() == 0) return;
-    OP_REQUIRES_OK(ctx, Check(gpu::CorrBackpropInput(Stream(ctx), Tag<T>::value, p,
-                                                     w.flat<T>().data(), dy.flat<T>().data(),
-                                                     dx->flat<T>().data())));
-  }
-
- private:
-  WindowAttrs a_;
-};
-
-template <typename T>
-class Corr2DBackpropFilterGpu : public OpKernel {
- public:
-  explicit Corr2DBackpropFilterGpu(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ReadKernelAttrs(ctx, false, &a_));
-  }
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& x = ctx->input(0);
-    TensorShape ks, ys;
-    OP_REQUIRES_OK(ctx, SizesToShape(ctx->input(1), "filter_sizes", &ks));
-    const Tensor& dy = ctx->input(2);
-    CorrParams p;
-    OP_REQUIRES_OK(ctx, MakeCorrParams(a_, x.shape(), ks, &p, &ys));
-    OP_REQUIRES_OK(ctx, CheckDy(dy, ys));
-    Tensor* dw = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ks, &dw));
-    if (ks.num_elements() == 0) return;
-    OP_REQUIRES_OK(ctx, Check(gpu::CorrBackpropFilter(Stream(ctx), Tag<T>::value, p,
-                                                      x.flat<T>().data(), dy.flat<T>().data(),
-                                                      dw->flat<T>().data())));
-  }
-
- private:
-  WindowAttrs a_;
-};
-
-template <typename T, bool kMax>
-class PoolGpu : public OpKernel {
- public:
-  explicit PoolGpu(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ReadKernelAttrs(ctx, true, &a_));
-  }
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& x = ctx->input(0);
-    PoolParams p;
-    TensorShape ys;
-    OP_REQUIRES_OK(ctx, MakePoolParams(a_, x.shape(), &p, &ys));
-    Tensor* y = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, ys, &y));
-    if (ys.num_elements() == 0) return;
-    const int err = kMax ? gpu::MaxPoolForward(Stream(ctx), Tag<T>::value, p, x.flat<T>().data(),
-                                               y->flat<T>().data())
-                         : gpu::MeanPoolForward(Stream(ctx), Tag<T>::value, p, x.flat<T>().data(),
-                                                y->flat<T>().data());
-    OP_REQUIRES_OK(ctx, Check(err));
-  }
-
- private:
-  WindowAttrs a_;
-};
-
-template <typename T>
-class MaxPoolGradGpu : public OpKernel {
- public:
-  explicit MaxPoolGradGpu(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ReadKernelAttrs(ctx, true, &a_));
-  }
-  void Compute(OpKernelContext* ctx) override {
-    const Tensor& x = ctx->input(0);
-    const Tensor& dy = ctx->input(1);
-    PoolParams p;
-    TensorShape ys;
-    OP_REQUIRES_OK(ctx, MakePoolParams(a_, x.shape(), &p, &ys));
-    OP_REQUIRES_OK(ctx, CheckDy(dy, ys));
-    Tensor* dx = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, x.shape(), &dx));
-    if (x.NumElements() == 0) return;
-    OP_REQUIRES_OK(ctx, Check(gpu::MaxPoolGrad(Stream(ctx), Tag<T>::value, p, x.flat<T>().data(),
-                                               dy.flat<T>().data(), dx->flat<T>().data())));
-  }
-
- private:
-  WindowAttrs a_;
-};
-
-template <typename T>
-class MeanPoolGradGpu : public OpKernel {
- public:
-  explicit MeanPoolGradGpu(OpKernelConstruction* ctx) : OpKernel(ctx) {
-    OP_REQUIRES_OK(ctx, ReadKernelAttrs(ctx, true, &a_));
-  }
-  void Compute(OpKernelContext* ctx) override {
-    TensorShape xs, ys;
-    OP_REQUIRES_OK(ctx, SizesToShape(ctx->input(0), "input_sizes", &xs));
-    const Tensor& dy = ctx->input(1);
-    PoolParams p;
-    OP_REQUIRES_OK(ctx, MakePoolParams(a_, xs, &p, &ys));
-    OP_REQUIRES_OK(ctx, CheckDy(dy, ys));
-    Tensor* dx = nullptr;
-    OP_REQUIRES_OK(ctx, ctx->allocate_output(0, xs, &dx));
-    if (xs.num_elements() == 0) return;
-    OP_REQUIRES_OK(ctx, Check(gpu::MeanPoolGrad(Stream(ctx), Tag<T>::value, p,
-                                                dy.flat<T>().data(), dx->flat<T>().data())));
-  }
-
- private:
-  WindowAttrs a_;
-};
+using Corr2DBackpropFilterGpu = GpuKernel<T, kCorrBackpropFilter, LaunchCorrBpf>;
+template <typename T> using MaxPoolGpu = GpuKernel<T, kPoolForward, LaunchMaxPool>;
+template <typename T> using MaxPoolGradGpu = GpuKernel<T, kMaxPoolGrad, LaunchMaxPoolGrad>;
+template <typename T> using MeanPoolGpu = GpuKernel<T, kPoolForward, LaunchMeanPool>;
+template <typename T> using MeanPoolGradGpu = GpuKernel<T, kMeanPoolGrad, LaunchMeanPoolGrad>;
 
 }  // namespace
 }  // namespace kce
 
-#define KCE_REGISTER_GPU(T)                                                                     \
-  REGISTER_KERNEL_BUILDER(                                                                      \
-      Name("KerasCnnExt>Corr2D").Device(tensorflow::DEVICE_GPU).TypeConstraint<T>("T"),        \
-      kce::Corr2DGpu<T>);                                                                       \
-  REGISTER_KERNEL_BUILDER(Name("KerasCnnExt>Corr2DBackpropInput")                               \
-                              .Device(tensorflow::DEVICE_GPU)                                   \
-                              .TypeConstraint<T>("T")                                           \
-                              .HostMemory("input_sizes"),                                       \
-                          kce::Corr2DBackpropInputGpu<T>);                                      \
-  REGISTER_KERNEL_BUILDER(Name("KerasCnnExt>Corr2DBackpropFilter")                              \
-                              .Device(tensorflow::DEVICE_GPU)                                   \
-                              .TypeConstraint<T>("T")                                           \
-                              .HostMemory("filter_sizes"),                                      \
-                          kce::Corr2DBackpropFilterGpu<T>);                                     \
-  REGISTER_KERNEL_BUILDER(                                                                      \
-      Name("KerasCnnExt>MaxPool2D").Device(tensorflow::DEVICE_GPU).TypeConstraint<T>("T"),     \
-      kce::PoolGpu<T, true>);                                                                   \
-  REGISTER_KERNEL_BUILDER(                                                                      \
-      Name("KerasCnnExt>MaxPool2DGrad").Device(tensorflow::DEVICE_GPU).TypeConstraint<T>("T"), \
-      kce::MaxPoolGradGpu<T>);                                                                  \
-  REGISTER_KERNEL_BUILDER(                                                                      \
-      Name("KerasCnnExt>MeanPool2D").Device(tensorflow::DEVICE_GPU).TypeConstraint<T>("T"),    \
-      kce::PoolGpu<T, false>);                                                                  \
-  REGISTER_KERNEL_BUILDER(Name("KerasCnnExt>MeanPool2DGrad")                                    \
-                              .Device(tensorflow::DEVICE_GPU)                                   \
-                              .TypeConstraint<T>("T")                                           \
-                              .HostMemory("input_sizes"),                                       \
-                          kce::MeanPoolGradGpu<T>);
+#define KCE_REGISTER_GPU(T)                                                                   \
+  KCE_REGISTER_ALL(tensorflow::DEVICE_GPU, T, Corr2DGpu, Corr2DBackpropInputGpu,                  \
+                   Corr2DBackpropFilterGpu, MaxPoolGpu, MaxPoolGradGpu, MeanPoolGpu,              \
+                   MeanPoolGradGpu)
 
 KCE_REGISTER_GPU(Eigen::half);
 KCE_REGISTER_GPU(tensorflow::bfloat16);
