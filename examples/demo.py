@@ -1,4 +1,4 @@
-"""A five-minute tour: the book's worked examples, then learning a kernel from data.
+"""A five-minute tour: the book's worked examples, learning a kernel from data, LeNet-5.
 
 Run with `python examples/demo.py`. Every printed matrix is a number from the textbook
 (chapter 24) or the lecture notes, computed by the package's layers; the script checks each
@@ -71,6 +71,12 @@ def main():
     if not np.allclose(learned, [[1.0, -1.0]], atol=0.05):
         failures += 1
         print("   <-- did not converge to [[1, -1]]")
+    lenet = kce.models.lenet5()
+    print("\nLeNet-5 (the notes' definition) layer by layer:")
+    print(kce.analysis.format_table(kce.analysis.summarize(lenet)))
+    if lenet.count_params() != 61_706:
+        failures += 1
+        print("   <-- LeNet-5 should have 61,706 parameters")
     print(f"\nNative custom ops: {kce.ops.native_status()}")
     return 1 if failures else 0
 
