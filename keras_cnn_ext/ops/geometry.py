@@ -190,8 +190,8 @@ def output_size(input_size, kernel_size, strides=1, padding=0):
         input_size: I, an int, or a tuple of ints (one per spatial axis).
         kernel_size: M, an int or a tuple like `input_size`.
         strides: S, an int or a tuple.
-        padding: an int P (both sides), a (before, after) pair for a 1-D size, any 2-D
-            padding spelling (see `validate_padding`) for a 2-D size.
+        padding: for an int size: P (both sides), (before, after) or a padding word; for a
+            (height, width) size: any 2-D spelling (see `validate_padding`).
 
     Returns:
         An int for an int `input_size`, else a tuple of ints.
@@ -207,47 +207,40 @@ def output_size(input_size, kernel_size, strides=1, padding=0):
     (4, 4)
     """
     scalar = _is_int(input_size)
-    if scalar:
-        sizes = (int(input_size),)
-        if _is_int(padding) or (
-                not isinstance(padding, str) and hasattr(padding, "__len__")
-                and len(padding) == 2 and all(_is_int(p) for p in padding)):
-            # one axis: P means (P, P); a pair is (before, after)
-            sides = (padding, padding) if _is_int(padding) else tuple(padding)
-            if any(p < 0 or p > MAX_PADDING for p in sides):
-                raise ValueError(
-                    "Invalid value for argument `padding`. Expected a non-negative integer or "
-                    f"a (before, after) pair, each side at most {MAX_PADDING}. "
-                    f"Received: padding={padding!r}"
-                )
-            pads = (tuple(int(p) for p in sides),)
-        else:
-            pads = None
-    else:
-        sizes = tuple(input_size)
-        pads = None
+    sizes = (input_size,) if scalar else input_size
+    if (isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__")
+            or len(sizes) not in (1, 2) or not all(_is_int(s) and s >= 0 for s in sizes)):
+        raise ValueError(
+            "Invalid value for argument `input_size`. Expected a non-negative integer or a "
+            f"(height, width) pair of them. Received: input_size={input_size!r}"
+        )
     n = len(sizes)
     window = normalize_tuple(kernel_size, "kernel_size", n)
     stride = normalize_tuple(strides, "strides", n)
-    if pads is None:
-        if n != 2 and not isinstance(padding, str):
-            raise ValueError(
-                "Invalid value for argument `padding`. Expected an int or a (before, after) "
-                f"pair for a 1-D size. Received: padding={padding!r}"
-            )
-        pads = resolve_padding(padding, window) if n == 2 else tuple(
-            resolve_padding(padding, window * 2)[0] for _ in range(n)
-        )
-    if any(p < 0 for pair in pads for p in pair):
-        raise ValueError(
-            f"Invalid value for argument `padding`. Expected non-negative sides. "
-            f"Received: padding={padding!r}"
-        )
+    if n == 2:
+        pads = resolve_padding(padding, window)
+    elif isinstance(padding, str):
+        pads = resolve_padding(padding, window * 2)[:1]
+    else:
+        pads = (_axis_padding(padding),)
     out = tuple(
-        window_output_size(i, m, s, p, padding_repr=padding) for i, m, s, p in
-        zip(sizes, window, stride, pads)
+        window_output_size(int(i), m, s, p, padding_repr=padding)
+        for i, m, s, p in zip(sizes, window, stride, pads)
     )
     return out[0] if scalar else out
+
+
+def _axis_padding(padding):
+    """One axis: P means (P, P); a pair is (before, after)."""
+    sides = (padding, padding) if _is_int(padding) else padding
+    if (isinstance(sides, (str, bytes)) or not hasattr(sides, "__len__") or len(sides) != 2
+            or not all(_is_int(p) and 0 <= p <= MAX_PADDING for p in sides)):
+        raise ValueError(
+            "Invalid value for argument `padding`. Expected a non-negative integer, a (before, "
+            f"after) pair or one of 'valid', 'same', 'full', each side at most {MAX_PADDING}. "
+            f"Received: padding={padding!r}"
+        )
+    return (int(sides[0]), int(sides[1]))
 
 
 def window_output_size(size, window, stride, pads, padding_repr=None):
