@@ -408,3 +408,10 @@ def test_geometry_errors_name_the_argument():
         geometry.normalize_tuple(0, "kernel_size")
     with pytest.raises(ValueError, match=received("padding_mode", "wrap")):
         geometry.normalize_choice("wrap", "padding_mode", geometry.CORR_PADDING_MODES)
+
+
+@pytest.mark.parametrize("value", [3.5, -1, "7", (1, 2, 3), (4, None)])
+def test_output_size_input_size(value):
+    with pytest.raises(ValueError, match=r"`input_size`[\s\S]*Received: input_size="
+                                         + re.escape(repr(value))):
+        kce.ops.output_size(value, 3)
