@@ -14,3 +14,17 @@ def test_demo_reproduces_the_book(capsys):
     assert "differs" not in out and "did not converge" not in out
     assert "Example 24.4: stride 2\n[[11  4 11]\n [ 9  6 15]\n [ 8 10 13]]" in out
     assert "61,706" in out
+
+
+def test_readme_usage_block_runs(capsys):
+    """The README's usage example is code a user copies: it must run as written."""
+    import re
+
+    readme = os.path.join(os.path.dirname(DEMO), os.pardir, "README.md")
+    with open(readme, encoding="utf-8") as f:
+        block = re.search(r"## Usage\n\n```python\n(.*?)```", f.read(), re.S).group(1)
+    namespace = {}
+    exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - our own README
+    assert namespace["model"].output_shape == (None, 6, 7, 16)
+    assert sum(int(w.numpy().size) for w in namespace["resnet"].trainable_weights) == 11_689_512
+    assert "61,706" in capsys.readouterr().out
