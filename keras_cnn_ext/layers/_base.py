@@ -2,13 +2,7 @@
 
 from keras_cnn_ext.ops import dispatch, geometry
 
-
-def channel_axis(data_format):
-    return -1 if data_format == "channels_last" else 1
-
-
-def spatial_dims(shape, data_format):
-    return tuple(shape[1:3]) if data_format == "channels_last" else tuple(shape[2:4])
+channel_axis = geometry.channel_axis
 
 
 def output_shape(input_shape, window, strides, pads, channels, data_format, layer_name):
@@ -22,12 +16,10 @@ def output_shape(input_shape, window, strides, pads, channels, data_format, laye
         )
     try:
         spatial = geometry.spatial_output_shape(
-            spatial_dims(input_shape, data_format), window, strides, pads)
+            geometry.spatial_dims(input_shape, data_format), window, strides, pads)
     except ValueError as error:
         raise ValueError(f"Layer '{layer_name}': {error}") from None
-    if data_format == "channels_last":
-        return (input_shape[0],) + spatial + (channels,)
-    return (input_shape[0], channels) + spatial
+    return geometry.with_spatial(input_shape, spatial, channels, data_format)
 
 
 def check_not_in_xla(layer, implementation):

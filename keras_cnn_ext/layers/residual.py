@@ -140,18 +140,10 @@ def trace_layers(layer_list, shape, records):
     return shape
 
 
-def channel_axis(data_format):
-    return -1 if data_format == "channels_last" else 1
-
-
-def spatial_dims(shape, data_format):
-    return tuple(shape[1:3]) if data_format == "channels_last" else tuple(shape[2:4])
-
-
-def with_spatial(shape, hw, channels, data_format):
-    if data_format == "channels_last":
-        return (shape[0], hw[0], hw[1], channels)
-    return (shape[0], channels, hw[0], hw[1])
+# layout helpers live in geometry; re-exported here for the Inception module
+channel_axis = geometry.channel_axis
+spatial_dims = geometry.spatial_dims
+with_spatial = geometry.with_spatial
 
 
 # --------------------------------------------------------------------------------------------

@@ -273,3 +273,20 @@ def tf_same_pads(size, window, stride):
     out = math.ceil(size / stride)
     total = max((out - 1) * stride + window - size, 0)
     return (total // 2, total - total // 2)
+
+
+# Layout of 4-D tensors: the only place that knows where channels and spatial axes sit.
+def channel_axis(data_format):
+    return -1 if data_format == "channels_last" else 1
+
+
+def spatial_dims(shape, data_format):
+    """(H, W) of a 4-D shape."""
+    return tuple(shape[1:3]) if data_format == "channels_last" else tuple(shape[2:4])
+
+
+def with_spatial(shape, hw, channels, data_format):
+    """The 4-D shape with the batch of `shape`, spatial size `hw` and `channels`."""
+    if data_format == "channels_last":
+        return (shape[0], hw[0], hw[1], channels)
+    return (shape[0], channels, hw[0], hw[1])

@@ -58,12 +58,8 @@ def _check_channels(x, data_format):
         )
 
 
-def _spatial(shape, data_format):
-    return tuple(shape[1:3]) if data_format == "channels_last" else tuple(shape[2:4])
-
-
 def _channels(shape, data_format):
-    return shape[3] if data_format == "channels_last" else shape[1]
+    return shape[geometry.channel_axis(data_format)]
 
 
 def normalize_corr_args(kernel_size, strides, padding, padding_mode, mode, data_format,
@@ -139,13 +135,6 @@ def _reference_op(forward, backward, inputs, out_shape, data_format, **attrs):
     return _op(*inputs)
 
 
-def _out_shape(x, spatial_out, channels, data_format):
-    batch = x.shape[0]
-    if data_format == "channels_last":
-        return (batch,) + tuple(spatial_out) + (channels,)
-    return (batch, channels) + tuple(spatial_out)
-
-
 # Library code with no tensor-dependent Python control flow: AutoGraph need not convert it.
 @tf.autograph.experimental.do_not_convert
 def corr2d(x, kernel, strides=1, padding=0, *, padding_mode="zeros",
@@ -196,14 +185,14 @@ def corr2d(x, kernel, strides=1, padding=0, *, padding_mode="zeros",
             f"{tuple(x.shape)}"
         )
     _check_channels(x, data_format)
-    spatial_out = geometry.spatial_output_shape(_spatial(x.shape, data_format), window,
+    spatial_out = geometry.spatial_output_shape(geometry.spatial_dims(x.shape, data_format), window,
                                                 strides, pads)
     implementation = dispatch.resolve(implementation, "corr2d", x, channels)
     if implementation == "reference":
         return _reference_op(
             reference.corr2d, reference.corr2d_grad, [x, kernel],
-            _out_shape(x, spatial_out, kernel.shape[3], data_format), data_format,
-            strides=strides, padding=pads, padding_mode=padding_mode, mode=mode)
+            geometry.with_spatial(x.shape, spatial_out, kernel.shape[3], data_format),
+            data_format, strides=strides, padding=pads, padding_mode=padding_mode, mode=mode)
     if implementation == "native":
         return dispatch.native_required("corr2d").corr2d(
             x, kernel, strides, pads, padding_mode, mode, data_format)
@@ -217,7 +206,7 @@ def _pool(op_name, x, pool_size, strides, padding, padding_mode, data_format,
         pool_size, strides, padding, padding_mode, data_format, implementation)
     _check_rank(x)
     _check_channels(x, data_format)
-    spatial_out = geometry.spatial_output_shape(_spatial(x.shape, data_format), window,
+    spatial_out = geometry.spatial_output_shape(geometry.spatial_dims(x.shape, data_format), window,
                                                 strides, pads)
     implementation = dispatch.resolve(implementation, op_name, x,
                                       _channels(x.shape, data_format))
@@ -226,7 +215,8 @@ def _pool(op_name, x, pool_size, strides, padding, padding_mode, data_format,
         backward = getattr(reference, op_name + "_grad")
         return _reference_op(
             forward, backward, [x],
-            _out_shape(x, spatial_out, _channels(x.shape, data_format), data_format),
+            geometry.with_spatial(x.shape, spatial_out, _channels(x.shape, data_format),
+                                  data_format),
             data_format, pool_size=window, strides=strides, padding=pads,
             padding_mode=padding_mode)
     module = (dispatch.native_required(op_name) if implementation == "native"
