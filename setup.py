@@ -86,7 +86,9 @@ setup(
     install_requires=["keras>=3.0", "numpy"] + _tensorflow_requirement(),
     extras_require={
         "tuning": ["keras-tuner>=1.4"],
-        "data": ["tensorflow-datasets>=4.9"],
+        "data": ["tensorflow-datasets>=4.9", "scikit-learn"],
+        "viz": ["matplotlib"],
         "test": ["pytest"],
     },
+    entry_points={"console_scripts": ["keras-cnn-ext = keras_cnn_ext.cli:main"]},
 )
