@@ -118,10 +118,24 @@ def _patch_matrix(x, window, strides, pads):
     return tf.reshape(p, (-1, p.shape[3])), False
 
 
+def _with_shape(t, batch_like, hw, channels):
+    """Restores the static shape that dynamic reshapes lose (needed by the callers' plans)."""
+    if all(isinstance(d, int) for d in hw):
+        t.set_shape((batch_like.shape[0],) + tuple(hw) + (channels,))
+    return t
+
+
 def correlate(x, w, strides=(1, 1), pads=((0, 0), (0, 0)), engine="conv"):
     """Zero-padded cross-correlation of NHWC `x` with `w` (M, N, C, F), no bias."""
-    window = tuple(w.shape[:2])
     strides = tuple(strides)
+    y = _correlate(x, w, strides, pads, engine)
+    out = _out_hw(tuple(x.shape[1:3]), tuple(w.shape[:2]), strides, pads) if all(
+        isinstance(d, int) for d in x.shape[1:3]) else (None, None)
+    return _with_shape(y, x, out, w.shape[3])
+
+
+def _correlate(x, w, strides, pads, engine):
+    window = tuple(w.shape[:2])
     if engine == "gemm":
         p, transposed = _patch_matrix(x, window, strides, pads)
         out = tf.matmul(p, tf.reshape(w, (-1, w.shape[3])), transpose_a=transposed)
@@ -279,15 +293,17 @@ def input_grad(g, w, hw, strides, pads, method="tf", engine="conv"):
     """
     strides = tuple(strides)
     if method == "tf":
-        return _input_grad_tf(g, w, hw, strides, pads)
-    if method == "dilate" or strides == (1, 1):
-        return _input_grad_dilate(g, w, hw, strides, pads, engine)
-    if method == "phase":
-        return _input_grad_phase(g, w, hw, strides, pads, engine)
-    if method == "subpixel":
-        return _input_grad_subpixel(g, w, hw, strides, pads, engine)
-    raise ValueError(f"Invalid value for argument `method`. Expected one of {INPUT_GRADS}. "
+        dx = _input_grad_tf(g, w, hw, strides, pads)
+    elif method == "dilate" or (strides == (1, 1) and method in INPUT_GRADS):
+        dx = _input_grad_dilate(g, w, hw, strides, pads, engine)
+    elif method == "phase":
+        dx = _input_grad_phase(g, w, hw, strides, pads, engine)
+    elif method == "subpixel":
+        dx = _input_grad_subpixel(g, w, hw, strides, pads, engine)
+    else:
+        raise ValueError(f"Invalid value for argument `method`. Expected one of {INPUT_GRADS}. "
                      f"Received: method={method!r}")
+    return _with_shape(dx, g, tuple(hw), w.shape[2])
 
 
 # ----------------------------------------------------------------------------- kernel grad
