@@ -89,6 +89,7 @@ setup(
         "data": ["tensorflow-datasets>=4.9", "scikit-learn"],
         "viz": ["matplotlib"],
         "test": ["pytest"],
+        "bench": ["torch"],   # benchmarks/bench_models.py: the PyTorch column
     },
     entry_points={"console_scripts": ["keras-cnn-ext = keras_cnn_ext.cli:main"]},
 )
