@@ -44,6 +44,11 @@ def _stem_conv(net, x, filters, k, s, p):
     return keras.layers.ReLU(name="conv1_relu")(x)
 
 
+def cifar_stem(filters=16, kernel_size=3, strides=1):
+    """The table row of the CIFAR networks' first convolution "conv1" ('same' padding)."""
+    return ("conv1", "conv", filters, kernel_size, strides, (kernel_size - 1) // 2)
+
+
 def resnet_stage(index, filters, blocks, strides=2, kernel_size=3):
     """The table rows of stage "conv{index}_x": `blocks` residual blocks "conv{index}_{i}",
     the first with `strides`; each block maps a map of size I to ceil(I / stride) ('same').
@@ -116,7 +121,7 @@ def _cifar_resnet(name, n, input_shape=None, num_classes=10, include_top=True, p
     block = geometry.normalize_choice(block, "block", ("basic", "bottleneck"))
     net = Net(name, layers, input_shape)
     inputs = keras.Input(input_shape, name="input")
-    x = _stem_conv(net, inputs, stem_filters, stem_kernel, stem_stride, (stem_kernel - 1) // 2)
+    x = _stem_conv(net, inputs, *cifar_stem(stem_filters, stem_kernel, stem_stride)[2:])
     depths = (n,) * len(filters) if depths is None else depths
     x = _stages(net, x, block, resnet_config(filters, depths, strides, kernel_sizes),
                 dict(preactivation=preactivation, shortcut=shortcut))
