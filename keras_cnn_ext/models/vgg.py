@@ -18,8 +18,8 @@ E       19      143,667,240
 
 import keras
 
-from keras_cnn_ext.layers.normalization import LocalResponseNormalization
-from keras_cnn_ext.models._common import Net, check_common, dense_head
+from keras_cnn_ext.models._common import Net, check_common
+from keras_cnn_ext.models.registry import register_model
 
 VGG_WIDTHS = (64, 128, 256, 512, 512)
 # per configuration: the kernel sizes of each stage's convolutions, and LRN after conv1_1
@@ -66,11 +66,11 @@ def vgg_config(stages, filters=VGG_WIDTHS, strides=1):
 
 
 def _vgg(name, config, input_shape=None, num_classes=1000, include_top=True, pooling=None,
-         classifier_activation="softmax", layers="textbook", dropout=0.5, filters=None,
-         strides=1, dense=VGG_DENSE):
-    input_shape = check_common(name, input_shape, num_classes, include_top, pooling,
-                               (224, 224, 3))
-    net = Net(name, layers, input_shape)
+         classifier_activation="softmax", layers="textbook", dropout=0.5, data_format=None,
+         filters=None, strides=1, dense=VGG_DENSE):
+    input_shape, data_format = check_common(name, input_shape, num_classes, include_top,
+                                            pooling, (224, 224), 3, data_format)
+    net = Net(name, layers, input_shape, data_format)
     inputs = keras.Input(input_shape, name="input")
     x = inputs
     stages = config["stages"]
@@ -81,19 +81,19 @@ def _vgg(name, config, input_shape=None, num_classes=1000, include_top=True, poo
             continue
         x = net.conv(x, width, k, s, p, activation="relu", name=layer_name)
         if layer_name == "conv1_1" and config["lrn"]:
-            x = net.apply(LocalResponseNormalization(name="norm1"), x)
-    x = dense_head(net, x, dense, include_top, pooling, num_classes, classifier_activation,
-                   dropout=dropout, fc_name=f"fc{6 + len(dense)}")
+            x = net.lrn(x, name="norm1")
+    x = net.dense_head(x, dense, include_top, pooling, num_classes, classifier_activation,
+                       dropout=dropout, fc_name=f"fc{6 + len(dense)}")
     return keras.Model(inputs, x, name=name)
 
 
 _NAMES = {"A": "vgg11", "A-LRN": "vgg11_lrn", "B": "vgg13", "C": "vgg16_c", "D": "vgg16",
-          "E": "vgg19"}
+          "E": "vgg19"}  # the registered builder of each configuration (below)
 
 
 def vgg(config="D", input_shape=None, num_classes=1000, include_top=True, pooling=None,
-        classifier_activation="softmax", layers="textbook", dropout=0.5, filters=None,
-        strides=1, dense_units=(4096, 4096)):
+        classifier_activation="softmax", layers="textbook", dropout=0.5, data_format=None,
+        filters=None, strides=1, dense_units=(4096, 4096)):
     """A VGG network of the paper's Table 1 (or a custom stage layout).
 
     Args:
@@ -101,7 +101,8 @@ def vgg(config="D", input_shape=None, num_classes=1000, include_top=True, poolin
             custom layout: a tuple with, per stage, the tuple of its convolutions' kernel
             sizes, e.g. ``((3,), (3, 3))`` (the model is then named "vgg").
         input_shape: default (224, 224, 3); 32x32 is the smallest that fits the five poolings.
-        num_classes, include_top, pooling, classifier_activation, layers: as for `lenet5`.
+        num_classes, include_top, pooling, classifier_activation, layers, data_format: as
+            for `lenet5`.
         dropout: the rate after fc6 and fc7 (0 disables it).
         filters: the width of each stage; default 64, 128, 256, 512, 512 (the first ones for
             a custom layout with fewer stages).
@@ -109,6 +110,9 @@ def vgg(config="D", input_shape=None, num_classes=1000, include_top=True, poolin
             1 in the paper, where only the poolings downsample.
         dense_units: the widths of the hidden dense layers fc6, fc7, ...; the classifier is
             "fc{6 + len(dense_units)}" (fc8 in the paper).
+
+    >>> vgg("A", input_shape=(32, 32, 3), num_classes=10, layers="keras").count_params()
+    28144010
     """
     dense = tuple((f"fc{6 + j}", units) for j, units in enumerate(dense_units))
     if isinstance(config, (list, tuple)):
@@ -122,7 +126,7 @@ def vgg(config="D", input_shape=None, num_classes=1000, include_top=True, poolin
             )
         return _vgg("vgg", dict(stages=tuple(tuple(st) for st in config), lrn=False),
                     input_shape, num_classes, include_top, pooling, classifier_activation,
-                    layers, dropout, filters, strides, dense)
+                    layers, dropout, data_format, filters, strides, dense)
     if not isinstance(config, str) or config.upper() not in VGG_CONFIGS:
         raise ValueError(
             "Invalid value for argument `config`. Expected one of "
@@ -130,34 +134,41 @@ def vgg(config="D", input_shape=None, num_classes=1000, include_top=True, poolin
         )
     config = config.upper()
     return _vgg(_NAMES[config], VGG_CONFIGS[config], input_shape, num_classes, include_top,
-                pooling, classifier_activation, layers, dropout, filters, strides, dense)
+                pooling, classifier_activation, layers, dropout, data_format, filters, strides,
+                dense)
 
 
+@register_model(aliases=("vgg_a",))
 def vgg11(**kwargs):
     """VGG configuration A (11 weight layers): 132,863,336 parameters."""
     return vgg("A", **kwargs)
 
 
+@register_model(aliases=("vgg_a_lrn",))
 def vgg11_lrn(**kwargs):
     """VGG configuration A-LRN (A with LRN after conv1_1): 132,863,336 parameters."""
     return vgg("A-LRN", **kwargs)
 
 
+@register_model(aliases=("vgg_b",))
 def vgg13(**kwargs):
     """VGG configuration B (13 weight layers): 133,047,848 parameters."""
     return vgg("B", **kwargs)
 
 
+@register_model(aliases=("vgg_c",))
 def vgg16_c(**kwargs):
     """VGG configuration C (16 weight layers, three 1x1 convolutions): 133,638,952."""
     return vgg("C", **kwargs)
 
 
+@register_model(aliases=("vgg_d",))
 def vgg16(**kwargs):
     """VGG configuration D (16 weight layers): 138,357,544 parameters."""
     return vgg("D", **kwargs)
 
 
+@register_model(aliases=("vgg_e",))
 def vgg19(**kwargs):
     """VGG configuration E (19 weight layers): 143,667,240 parameters."""
     return vgg("E", **kwargs)
