@@ -11,8 +11,7 @@ from keras_cnn_ext.models.lenet import lenet5
 from keras_cnn_ext.models.registry import get_model, list_models, register_model
 from keras_cnn_ext.models.resnet import (
     cifar_resnet, resnet18, resnet20, resnet32, resnet34, resnet44, resnet50, resnet56,
-    resnet101, resnet110,
-    resnet152,
+    resnet101, resnet110, resnet152,
 )
 from keras_cnn_ext.models.vgg import vgg, vgg11, vgg11_lrn, vgg13, vgg16, vgg16_c, vgg19
 
