@@ -10,6 +10,7 @@ from keras_cnn_ext import ops  # noqa: E402
 from keras_cnn_ext import layers  # noqa: E402
 from keras_cnn_ext import models  # noqa: E402
 from keras_cnn_ext import analysis  # noqa: E402
+from keras_cnn_ext import distribute  # noqa: E402
 from keras_cnn_ext import export  # noqa: E402  (cheap: TensorFlow loads when it runs)
 
 
