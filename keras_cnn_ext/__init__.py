@@ -20,6 +20,4 @@ def register_ops():
     Raises:
         RuntimeError: the library is not built or does not load (the message says why).
     """
-    from keras_cnn_ext.ops import native
-
-    return native.register_ops()
+    return ops.native.register_ops()

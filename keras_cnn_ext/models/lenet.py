@@ -7,7 +7,8 @@ geometry (C1 28x28x6, S2 14x14x6, C3 10x10x16, S4 5x5x16): 61,706 parameters.
 
 import keras
 
-from keras_cnn_ext.models._common import Net, check_common, global_pool
+from keras_cnn_ext.models._common import Net, check_common
+from keras_cnn_ext.models.registry import register_model
 from keras_cnn_ext.ops import geometry
 
 # (name, kind, filters/units, kernel, padding)
@@ -22,11 +23,11 @@ LENET5_DENSE = (("c5", 120), ("f6", 84))
 
 def _lenet(name, config, dense, input_shape=None, num_classes=10, include_top=True,
            pooling=None, classifier_activation="softmax", layers="textbook",
-           subsampling="max", activation="sigmoid"):
-    input_shape = check_common(name, input_shape, num_classes, include_top, pooling,
-                               (28, 28, 1))
+           subsampling="max", activation="sigmoid", data_format=None):
+    input_shape, data_format = check_common(name, input_shape, num_classes, include_top,
+                                            pooling, (28, 28), 1, data_format)
     subsampling = geometry.normalize_choice(subsampling, "subsampling", ("max", "mean"))
-    net = Net(name, layers, input_shape)
+    net = Net(name, layers, input_shape, data_format)
     inputs = keras.Input(input_shape, name="input")
     x = inputs
     for layer_name, kind, filters, k, padding in config:
@@ -35,25 +36,27 @@ def _lenet(name, config, dense, input_shape=None, num_classes=10, include_top=Tr
         else:
             x = net.pool(x, subsampling, k, k, padding, name=layer_name)
     if include_top:
-        x = keras.layers.Flatten(name="flatten")(x)
+        x = net.flatten(x)
         for layer_name, units in dense:
             x = net.dense(x, units, activation=activation, name=layer_name)
         x = net.dense(x, num_classes, activation=classifier_activation, name="output")
     else:
-        x = global_pool(x, pooling)
+        x = net.global_pool(x, pooling)
     return keras.Model(inputs, x, name=name)
 
 
+@register_model
 def lenet5(input_shape=None, num_classes=10, include_top=True, pooling=None,
            classifier_activation="softmax", layers="textbook", subsampling="max",
-           activation="sigmoid"):
+           activation="sigmoid", data_format=None):
     """LeNet-5 (LeCun et al. 1998, as in the course notes): 61,706 parameters at 28x28x1.
 
     Layers: c1 (5x5, 6, padding 2, sigmoid), s2 (2x2/2), c3 (5x5, 16, sigmoid), s4 (2x2/2),
     flatten, c5 (dense 120), f6 (dense 84), output (dense `num_classes`).
 
     Args:
-        input_shape: (height, width, channels), default (28, 28, 1).
+        input_shape: (height, width, channels), default (28, 28, 1); (channels, height,
+            width) for channels_first.
         num_classes: classes of the output layer.
         include_top: whether to include the dense layers.
         pooling: with ``include_top=False``: None (feature maps), "avg" or "max".
@@ -61,9 +64,12 @@ def lenet5(input_shape=None, num_classes=10, include_top=True, pooling=None,
         layers: "textbook" (this package's layers) or "keras" (stock Keras layers).
         subsampling: "max" (the notes) or "mean" (LeCun's original averaging).
         activation: of the hidden layers, "sigmoid" as in the notes.
+        data_format: "channels_last" or "channels_first" (default: Keras' setting,
+            `keras.config.image_data_format()`), for every layer of the model. The weights
+            have the same shapes in both layouts (`Flatten` reads channels_last order).
 
     >>> lenet5(layers="keras").count_params()
     61706
     """
     return _lenet("lenet5", LENET5_CONFIG, LENET5_DENSE, input_shape, num_classes, include_top,
-                  pooling, classifier_activation, layers, subsampling, activation)
+                  pooling, classifier_activation, layers, subsampling, activation, data_format)

@@ -13,12 +13,26 @@ CIFAR (20, 32, 44, 56, 110 = 6n + 2 layers): conv1 3x3 16 -> three stages of n b
 with 16, 32, 64 filters (32x32, 16x16, 8x8 maps) -> global average pooling -> fc 10, with the
 parameter-free zero-padding shortcut (option A) when the shape changes: 0.27M / 0.46M / 0.66M /
 0.85M / 1.7M parameters, as the paper's Table 6.
+
+Keyword arguments of the builders (all optional):
+
+* every network: ``num_classes``, ``include_top``, ``pooling``, ``classifier_activation``,
+  ``layers``, ``data_format`` as for `lenet5`; ``input_shape`` (any input of at least 1x1
+  works, the head is a global pooling); ``preactivation`` (the pre-activation blocks of
+  ResNet v2, with a final BN + ReLU); ``shortcut``;
+* ImageNet networks: ``input_shape`` (224, 224, 3) and ``num_classes`` 1000 by default;
+  ``shortcut`` "auto" (projection where the shape changes: option B), "projection" (option C)
+  or "zero_pad" (option A); ``stride_on`` for the bottleneck networks: "1x1" (the paper) or
+  "3x3" (torchvision's v1.5);
+* CIFAR networks: ``input_shape`` (32, 32, 3) and ``num_classes`` 10 by default; ``shortcut``
+  "zero_pad" (option A, the paper's choice here), "auto" or "projection".
 """
 
 import keras
 
 from keras_cnn_ext.layers.residual import BottleneckBlock, ResidualBlock
-from keras_cnn_ext.models._common import Net, check_common, global_pool_head
+from keras_cnn_ext.models._common import Net, check_common
+from keras_cnn_ext.models.registry import register_model
 
 # depth -> (block, blocks per stage); stage widths 64, 128, 256, 512
 RESNET_CONFIGS = {
@@ -39,7 +53,7 @@ _BN = dict(momentum=0.9, epsilon=1e-5)
 def _stem_conv(net, x, filters, k, s, p):
     x = net.conv(x, filters, k, s, p, use_bias=False, kernel_initializer="he_normal",
                  name="conv1")
-    x = keras.layers.BatchNormalization(name="conv1_bn", **_BN)(x)
+    x = net.batch_norm(x, name="conv1_bn", **_BN)
     return keras.layers.ReLU(name="conv1_relu")(x)
 
 
@@ -49,17 +63,28 @@ def _stages(net, x, block, widths, depths, first_stage, block_kwargs):
             strides = 2 if (stage > 0 and i == 0) else 1
             cls = ResidualBlock if block == "basic" else BottleneckBlock
             x = net.apply(cls(width, strides=strides, layers=net.kind,
+                              data_format=net.data_format,
                               name=f"conv{stage + first_stage}_{i + 1}", **block_kwargs), x)
     return x
 
 
+def _finish(net, inputs, x, preactivation, include_top, pooling, num_classes,
+            classifier_activation):
+    """ResNet v2's final BN + ReLU, the head and the model."""
+    if preactivation:
+        x = net.batch_norm(x, name="post_bn", **_BN)
+        x = keras.layers.ReLU(name="post_relu")(x)
+    x = net.global_pool_head(x, include_top, pooling, num_classes, classifier_activation)
+    return keras.Model(inputs, x, name=net.model_name)
+
+
 def _resnet(name, config, input_shape=None, num_classes=1000, include_top=True, pooling=None,
             classifier_activation="softmax", layers="textbook", stride_on="1x1",
-            preactivation=False, shortcut="auto"):
+            preactivation=False, shortcut="auto", data_format=None):
     block, depths = config
-    input_shape = check_common(name, input_shape, num_classes, include_top, pooling,
-                               (224, 224, 3))
-    net = Net(name, layers, input_shape)
+    input_shape, data_format = check_common(name, input_shape, num_classes, include_top,
+                                            pooling, (224, 224), 3, data_format)
+    net = Net(name, layers, input_shape, data_format)
     inputs = keras.Input(input_shape, name="input")
     x = _stem_conv(net, inputs, 64, 7, 2, 3)
     x = net.pool(x, "max", 3, 2, 1, name="pool1")
@@ -67,97 +92,112 @@ def _resnet(name, config, input_shape=None, num_classes=1000, include_top=True, 
     if block == "bottleneck":
         kwargs["stride_on"] = stride_on
     x = _stages(net, x, block, RESNET_WIDTHS, depths, 2, kwargs)
-    if preactivation:
-        x = keras.layers.BatchNormalization(name="post_bn", **_BN)(x)
-        x = keras.layers.ReLU(name="post_relu")(x)
-    x = global_pool_head(x, include_top, pooling, num_classes, classifier_activation)
-    return keras.Model(inputs, x, name=name)
+    return _finish(net, inputs, x, preactivation, include_top, pooling, num_classes,
+                   classifier_activation)
 
 
 def _cifar_resnet(name, n, input_shape=None, num_classes=10, include_top=True, pooling=None,
                   classifier_activation="softmax", layers="textbook", shortcut="zero_pad",
-                  preactivation=False):
-    input_shape = check_common(name, input_shape, num_classes, include_top, pooling,
-                               (32, 32, 3))
-    net = Net(name, layers, input_shape)
+                  preactivation=False, data_format=None):
+    input_shape, data_format = check_common(name, input_shape, num_classes, include_top,
+                                            pooling, (32, 32), 3, data_format)
+    net = Net(name, layers, input_shape, data_format)
     inputs = keras.Input(input_shape, name="input")
     x = _stem_conv(net, inputs, 16, 3, 1, 1)
     x = _stages(net, x, "basic", CIFAR_RESNET_WIDTHS, (n, n, n), 2,
                 dict(preactivation=preactivation, shortcut=shortcut))
-    if preactivation:
-        x = keras.layers.BatchNormalization(name="post_bn", **_BN)(x)
-        x = keras.layers.ReLU(name="post_relu")(x)
-    x = global_pool_head(x, include_top, pooling, num_classes, classifier_activation)
-    return keras.Model(inputs, x, name=name)
+    return _finish(net, inputs, x, preactivation, include_top, pooling, num_classes,
+                   classifier_activation)
 
 
-_IMAGENET_DOC = """ResNet-{depth} (ImageNet, Table 1): {params} trainable parameters at 224x224x3.
-
-    Args:
-        input_shape: default (224, 224, 3); any input of at least 1x1 works (global pooling).
-        num_classes, include_top, pooling, classifier_activation: as for `lenet5`.
-        layers: "textbook" (this package's layers) or "keras" (stock Keras layers).
-        stride_on: bottleneck networks: "1x1" (the paper) or "3x3" (torchvision's v1.5).
-        preactivation: use the pre-activation blocks of ResNet v2 (with a final BN + ReLU).
-        shortcut: "auto" (projection where the shape changes: option B), "projection"
-            (option C) or "zero_pad" (option A).
-    """
-
-_CIFAR_DOC = """ResNet-{depth} for CIFAR-10 (section 4.2, n={n}): {params} trainable parameters.
-
-    Args:
-        input_shape: default (32, 32, 3); any input of at least 1x1 works.
-        num_classes: default 10. include_top, pooling, classifier_activation, layers: as for
-            `lenet5`.
-        shortcut: "zero_pad" (option A, the paper's choice here) or "auto" / "projection".
-        preactivation: pre-activation blocks (ResNet v2).
-    """
-
-
+@register_model
 def resnet18(**kwargs):
+    """ResNet-18 (ImageNet, Table 1; basic blocks 2-2-2-2): 11,689,512 trainable parameters.
+
+    Keyword arguments: see the module docstring (ImageNet networks).
+    """
     return _resnet("resnet18", RESNET_CONFIGS[18], **kwargs)
 
 
+@register_model
 def resnet34(**kwargs):
+    """ResNet-34 (ImageNet, Table 1; basic blocks 3-4-6-3): 21,797,672 trainable parameters.
+
+    Keyword arguments: see the module docstring (ImageNet networks).
+    """
     return _resnet("resnet34", RESNET_CONFIGS[34], **kwargs)
 
 
+@register_model
 def resnet50(**kwargs):
+    """ResNet-50 (ImageNet, Table 1; bottlenecks 3-4-6-3): 25,557,032 trainable parameters.
+
+    Keyword arguments: see the module docstring (ImageNet networks).
+    """
     return _resnet("resnet50", RESNET_CONFIGS[50], **kwargs)
 
 
+@register_model
 def resnet101(**kwargs):
+    """ResNet-101 (ImageNet, Table 1; bottlenecks 3-4-23-3): 44,549,160 trainable parameters.
+
+    Keyword arguments: see the module docstring (ImageNet networks).
+    """
     return _resnet("resnet101", RESNET_CONFIGS[101], **kwargs)
 
 
+@register_model
 def resnet152(**kwargs):
+    """ResNet-152 (ImageNet, Table 1; bottlenecks 3-8-36-3): 60,192,808 trainable parameters.
+
+    Keyword arguments: see the module docstring (ImageNet networks).
+    """
     return _resnet("resnet152", RESNET_CONFIGS[152], **kwargs)
 
 
+@register_model
 def resnet20(**kwargs):
+    """ResNet-20 for CIFAR-10 (section 4.2, n=3): 269,722 trainable parameters.
+
+    Keyword arguments: see the module docstring (CIFAR networks).
+
+    >>> resnet20(layers="keras").count_params()  # + 1,376 batch-norm moving statistics
+    271098
+    """
     return _cifar_resnet("resnet20", CIFAR_RESNET_CONFIGS[20], **kwargs)
 
 
+@register_model
 def resnet32(**kwargs):
+    """ResNet-32 for CIFAR-10 (section 4.2, n=5): 464,154 trainable parameters.
+
+    Keyword arguments: see the module docstring (CIFAR networks).
+    """
     return _cifar_resnet("resnet32", CIFAR_RESNET_CONFIGS[32], **kwargs)
 
 
+@register_model
 def resnet44(**kwargs):
+    """ResNet-44 for CIFAR-10 (section 4.2, n=7): 658,586 trainable parameters.
+
+    Keyword arguments: see the module docstring (CIFAR networks).
+    """
     return _cifar_resnet("resnet44", CIFAR_RESNET_CONFIGS[44], **kwargs)
 
 
+@register_model
 def resnet56(**kwargs):
+    """ResNet-56 for CIFAR-10 (section 4.2, n=9): 853,018 trainable parameters.
+
+    Keyword arguments: see the module docstring (CIFAR networks).
+    """
     return _cifar_resnet("resnet56", CIFAR_RESNET_CONFIGS[56], **kwargs)
 
 
+@register_model
 def resnet110(**kwargs):
+    """ResNet-110 for CIFAR-10 (section 4.2, n=18): 1,727,962 trainable parameters.
+
+    Keyword arguments: see the module docstring (CIFAR networks).
+    """
     return _cifar_resnet("resnet110", CIFAR_RESNET_CONFIGS[110], **kwargs)
-
-
-for _depth, _params in ((18, "11,689,512"), (34, "21,797,672"), (50, "25,557,032"),
-                        (101, "44,549,160"), (152, "60,192,808")):
-    globals()[f"resnet{_depth}"].__doc__ = _IMAGENET_DOC.format(depth=_depth, params=_params)
-for _depth, _params in ((20, "269,722"), (32, "464,154"), (44, "658,586"), (56, "853,018"),
-                        (110, "1,727,962")):
-    globals()[f"resnet{_depth}"].__doc__ = _CIFAR_DOC.format(
-        depth=_depth, n=CIFAR_RESNET_CONFIGS[_depth], params=_params)

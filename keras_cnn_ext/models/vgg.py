@@ -18,8 +18,8 @@ E       19      143,667,240
 
 import keras
 
-from keras_cnn_ext.layers.normalization import LocalResponseNormalization
-from keras_cnn_ext.models._common import Net, check_common, dense_head
+from keras_cnn_ext.models._common import Net, check_common
+from keras_cnn_ext.models.registry import register_model
 
 VGG_WIDTHS = (64, 128, 256, 512, 512)
 # per configuration: the kernel sizes of each stage's convolutions, and LRN after conv1_1
@@ -35,10 +35,10 @@ VGG_DENSE = (("fc6", 4096), ("fc7", 4096))
 
 
 def _vgg(name, config, input_shape=None, num_classes=1000, include_top=True, pooling=None,
-         classifier_activation="softmax", layers="textbook", dropout=0.5):
-    input_shape = check_common(name, input_shape, num_classes, include_top, pooling,
-                               (224, 224, 3))
-    net = Net(name, layers, input_shape)
+         classifier_activation="softmax", layers="textbook", dropout=0.5, data_format=None):
+    input_shape, data_format = check_common(name, input_shape, num_classes, include_top,
+                                            pooling, (224, 224), 3, data_format)
+    net = Net(name, layers, input_shape, data_format)
     inputs = keras.Input(input_shape, name="input")
     x = inputs
     for stage, (width, kernels) in enumerate(zip(VGG_WIDTHS, config["stages"]), start=1):
@@ -46,26 +46,30 @@ def _vgg(name, config, input_shape=None, num_classes=1000, include_top=True, poo
             x = net.conv(x, width, k, 1, (k - 1) // 2, activation="relu",
                          name=f"conv{stage}_{i}")
             if stage == 1 and i == 1 and config["lrn"]:
-                x = net.apply(LocalResponseNormalization(name="norm1"), x)
+                x = net.lrn(x, name="norm1")
         x = net.pool(x, "max", 2, 2, 0, name=f"pool{stage}")
-    x = dense_head(net, x, VGG_DENSE, include_top, pooling, num_classes, classifier_activation,
-                   dropout=dropout)
+    x = net.dense_head(x, VGG_DENSE, include_top, pooling, num_classes, classifier_activation,
+                       dropout=dropout)
     return keras.Model(inputs, x, name=name)
 
 
 _NAMES = {"A": "vgg11", "A-LRN": "vgg11_lrn", "B": "vgg13", "C": "vgg16_c", "D": "vgg16",
-          "E": "vgg19"}
+          "E": "vgg19"}  # the registered builder of each configuration (below)
 
 
 def vgg(config="D", input_shape=None, num_classes=1000, include_top=True, pooling=None,
-        classifier_activation="softmax", layers="textbook", dropout=0.5):
+        classifier_activation="softmax", layers="textbook", dropout=0.5, data_format=None):
     """A VGG network of the paper's Table 1.
 
     Args:
         config: "A", "A-LRN", "B", "C", "D" or "E" (parameters in the module docstring).
         input_shape: default (224, 224, 3); 32x32 is the smallest that fits the five poolings.
-        num_classes, include_top, pooling, classifier_activation, layers: as for `lenet5`.
+        num_classes, include_top, pooling, classifier_activation, layers, data_format: as
+            for `lenet5`.
         dropout: the rate after fc6 and fc7 (0 disables it).
+
+    >>> vgg("A", input_shape=(32, 32, 3), num_classes=10, layers="keras").count_params()
+    28144010
     """
     if not isinstance(config, str) or config.upper() not in VGG_CONFIGS:
         raise ValueError(
@@ -74,34 +78,40 @@ def vgg(config="D", input_shape=None, num_classes=1000, include_top=True, poolin
         )
     config = config.upper()
     return _vgg(_NAMES[config], VGG_CONFIGS[config], input_shape, num_classes, include_top,
-                pooling, classifier_activation, layers, dropout)
+                pooling, classifier_activation, layers, dropout, data_format)
 
 
+@register_model(aliases=("vgg_a",))
 def vgg11(**kwargs):
     """VGG configuration A (11 weight layers): 132,863,336 parameters."""
     return vgg("A", **kwargs)
 
 
+@register_model(aliases=("vgg_a_lrn",))
 def vgg11_lrn(**kwargs):
     """VGG configuration A-LRN (A with LRN after conv1_1): 132,863,336 parameters."""
     return vgg("A-LRN", **kwargs)
 
 
+@register_model(aliases=("vgg_b",))
 def vgg13(**kwargs):
     """VGG configuration B (13 weight layers): 133,047,848 parameters."""
     return vgg("B", **kwargs)
 
 
+@register_model(aliases=("vgg_c",))
 def vgg16_c(**kwargs):
     """VGG configuration C (16 weight layers, three 1x1 convolutions): 133,638,952."""
     return vgg("C", **kwargs)
 
 
+@register_model(aliases=("vgg_d",))
 def vgg16(**kwargs):
     """VGG configuration D (16 weight layers): 138,357,544 parameters."""
     return vgg("D", **kwargs)
 
 
+@register_model(aliases=("vgg_e",))
 def vgg19(**kwargs):
     """VGG configuration E (19 weight layers): 143,667,240 parameters."""
     return vgg("E", **kwargs)

@@ -14,6 +14,11 @@ import contextvars
 import functools
 import os
 
+import tensorflow as tf
+from tensorflow.python.ops import control_flow_util
+
+from keras_cnn_ext.ops import native
+
 ENV_VAR = "KERAS_CNN_EXT_IMPLEMENTATION"
 
 # (op, device type, dtype) -> the fewest channels from which the native op won the benchmarks
@@ -83,16 +88,11 @@ def forced_implementation():
 
 def in_xla_context():
     """Whether ops created now are compiled by XLA (`tf.function(jit_compile=True)`)."""
-    import tensorflow as tf
-    from tensorflow.python.ops import control_flow_util
-
     return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
 @functools.lru_cache(maxsize=None)
 def _gpu_visible():
-    import tensorflow as tf
-
     return bool(tf.config.list_logical_devices("GPU"))
 
 
@@ -106,15 +106,8 @@ def device_type(x=None):
     return "GPU" if _gpu_visible() else "CPU"
 
 
-def _native_module():
-    from keras_cnn_ext.ops import native
-
-    return native
-
-
 def native_required(op_name):
     """Returns the native module or raises a clear error saying why it is unavailable."""
-    native = _native_module()
     if not native.available():
         raise RuntimeError(
             f"implementation='native' was requested for `{op_name}`, but the compiled custom "
@@ -147,7 +140,7 @@ def resolve(implementation, op_name, x=None, channels=None):
     dtype = getattr(getattr(x, "dtype", None), "name", None)
     min_channels = NATIVE_PREFERRED.get((op_name, device_type(x), dtype))
     if (min_channels is not None and channels is not None and channels >= min_channels
-            and _native_module().available()):
+            and native.available()):
         return "native"
     return "composite"
 
