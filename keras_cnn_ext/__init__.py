@@ -11,6 +11,7 @@ from keras_cnn_ext import layers  # noqa: E402
 from keras_cnn_ext import models  # noqa: E402
 from keras_cnn_ext import analysis  # noqa: E402
 from keras_cnn_ext import distribute  # noqa: E402
+from keras_cnn_ext import export  # noqa: E402  (cheap: TensorFlow loads when it runs)
 
 
 def register_ops():
