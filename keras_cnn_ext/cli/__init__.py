@@ -21,6 +21,7 @@ import sys
 COMMANDS = (
     ("train", "train"),
     ("evaluate", "evaluate"),
+    ("export", "export"),
     ("summary", "summary"),
     ("explain", "explain"),
     ("info", "info"),
