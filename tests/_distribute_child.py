@@ -1,0 +1,172 @@
+"""Child processes of tests/test_distribute.py (TensorFlow's devices and collectives are fixed
+per process, so every distributed configuration runs in a fresh interpreter).
+
+    python tests/_distribute_child.py mirrored-step OUT.json
+        MirroredStrategy over 2 logical CPU devices vs one device: one SGD step of LeNet-5 and
+        of a small ResNet of our residual blocks from the same initial weights on the same global
+        batch; writes the largest weight difference, how far the step moved the weights, and
+        the (op type, device) pairs of the package's compiled ops in the replicated step.
+        The implementation comes from KERAS_CNN_EXT_IMPLEMENTATION.
+
+    python tests/_distribute_child.py multi-worker-fit OUT.json   (TF_CONFIG set by the parent)
+        model.fit of LeNet-5 under MultiWorkerMirroredStrategy for 2 epochs of 4 global batches;
+        writes the history and the final weights' checksum.
+
+    python tests/_distribute_child.py reference-fit OUT.json
+        The same training in one plain process (the numbers the workers must reproduce).
+"""
+
+import json
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _write(path, result):
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(result, f)
+    os.replace(tmp, path)
+
+
+def _max_abs_diff(a, b):
+    import numpy as np
+
+    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(a, b))
+
+
+def _compile(model):
+    import keras
+
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5),
+                  loss="sparse_categorical_crossentropy")
+
+
+def _small_resnet():
+    """A stem and two residual stages (identity and projection shortcut) of our layers."""
+    import keras
+
+    import keras_cnn_ext as kce
+
+    inputs = keras.Input((8, 8, 3))
+    x = kce.layers.CrossCorrelation2D(8, 3, padding=1, use_bias=False)(inputs)
+    x = keras.layers.BatchNormalization()(x)
+    x = keras.layers.ReLU()(x)
+    x = kce.layers.ResidualBlock(8)(x)
+    x = kce.layers.ResidualBlock(16, strides=2)(x)
+    x = kce.layers.MeanPooling2D(4)(x)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(10, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="small_resnet")
+
+
+def mirrored_step(out):
+    import keras_cnn_ext as kce
+
+    strategy = kce.distribute.create_strategy("mirrored", cpu_replicas=2)
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    builders = {
+        "lenet5": lambda: kce.models.lenet5(),
+        "small_resnet": _small_resnet,
+    }
+    result = {"replicas": strategy.num_replicas_in_sync,
+              "devices": list(strategy.extended.worker_devices), "models": {}}
+    for name, build in builders.items():
+        keras.utils.set_random_seed(0)
+        with strategy.scope():
+            distributed = build()
+            synced = kce.distribute.synchronize_batch_norm(distributed)
+            _compile(distributed)
+        single = build()
+        single.set_weights(distributed.get_weights())
+        _compile(single)
+        initial = [np.array(w) for w in single.get_weights()]
+
+        rng = np.random.default_rng(1)
+        shape = (8,) + tuple(single.input_shape[1:])
+        x = rng.random(shape, dtype=np.float32)
+        y = rng.integers(0, 10, 8)
+        data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+        single.fit(data, epochs=1, shuffle=False, verbose=0)
+        distributed.fit(data, epochs=1, shuffle=False, verbose=0)
+
+        # The compiled ops (and their gradient ops) placed on each replica's device.
+        def step(xb, yb):
+            with tf.GradientTape() as tape:
+                loss = keras.losses.sparse_categorical_crossentropy(
+                    yb, distributed(xb, training=True))
+            return tape.gradient(loss, distributed.trainable_variables)
+
+        batch = next(iter(strategy.experimental_distribute_dataset(data)))
+        graph = tf.function(lambda b: strategy.run(step, args=b)).get_concrete_function(
+            batch).graph
+        native_ops = sorted({(op.type, op.device.split("device:")[-1])
+                             for op in graph.get_operations()
+                             if op.type.startswith("KerasCnnExt")})
+        result["models"][name] = {
+            "max_weight_diff": _max_abs_diff(single.get_weights(), distributed.get_weights()),
+            "step_size": _max_abs_diff(single.get_weights(), initial),
+            "synchronized_batch_norms": synced,
+            "native_ops": native_ops,
+        }
+    _write(out, result)
+
+
+def _fit_data():
+    import numpy as np
+    import tensorflow as tf
+
+    import keras_cnn_ext as kce
+
+    rng = np.random.default_rng(2)
+    x = rng.random((64, 28, 28, 1), dtype=np.float32)
+    y = rng.integers(0, 10, 64)
+    return kce.distribute.shard_by_data(tf.data.Dataset.from_tensor_slices((x, y)).batch(16))
+
+
+def _fit(strategy, out):
+    import keras
+    import numpy as np
+
+    import keras_cnn_ext as kce
+
+    keras.utils.set_random_seed(0)
+    with strategy.scope():
+        model = kce.models.lenet5()
+        model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5),
+                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    data = _fit_data()
+    history = model.fit(data, epochs=2, validation_data=data, verbose=0).history
+    evaluation = model.evaluate(data, verbose=0, return_dict=True)
+    _write(out, {
+        "history": {k: [float(v) for v in vs] for k, vs in history.items()},
+        "evaluate": {k: float(v) for k, v in evaluation.items()},
+        "weights_sum": float(sum(np.sum(np.abs(w)) for w in model.get_weights())),
+        "worker": kce.distribute.worker_info().name,
+        "replicas": strategy.num_replicas_in_sync,
+    })
+
+
+def main(argv):
+    mode, out = argv[1], argv[2]
+    if mode == "mirrored-step":
+        mirrored_step(out)
+    elif mode == "multi-worker-fit":
+        import keras_cnn_ext as kce
+
+        _fit(kce.distribute.create_strategy("multi_worker"), out)
+    elif mode == "reference-fit":
+        import keras_cnn_ext as kce
+
+        _fit(kce.distribute.create_strategy("default"), out)
+    else:
+        raise SystemExit(f"unknown mode {mode!r}")
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,181 @@
+"""Tests of `keras_cnn_ext.distribute`: strategies by name, TF_CONFIG, sharding, and training
+under MirroredStrategy (2 logical CPUs) and MultiWorkerMirroredStrategy (2 localhost workers).
+
+Distributed configurations need a fresh interpreter each (devices and collectives are fixed at
+TensorFlow's start-up): they run `tests/_distribute_child.py` in subprocesses on free
+127.0.0.1 ports, bounded in time and killed by pid.
+"""
+
+import json
+import os
+
+import keras
+import pytest
+import tensorflow as tf
+
+import keras_cnn_ext as kce
+from keras_cnn_ext.ops import native
+
+from proc_helper import finish, free_ports, start, tail
+
+CHILD = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_distribute_child.py")
+
+
+def _tf_config(ports, index, task_type="worker"):
+    return json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
+                       "task": {"type": task_type, "index": index}})
+
+
+# ----------------------------------------------------------------------------- in-process
+
+
+def test_worker_info_without_tf_config_is_a_single_chief():
+    info = kce.distribute.worker_info({})
+    assert (info.task_type, info.task_index, info.num_workers, info.is_chief) == (
+        "worker", 0, 1, True)
+
+
+@pytest.mark.parametrize("cluster, task, chief, workers", [
+    ({"worker": ["a:1", "b:2", "c:3"]}, {"type": "worker", "index": 0}, True, 3),
+    ({"worker": ["a:1", "b:2", "c:3"]}, {"type": "worker", "index": 2}, False, 3),
+    ({"chief": ["a:1"], "worker": ["b:2"]}, {"type": "chief", "index": 0}, True, 2),
+    ({"chief": ["a:1"], "worker": ["b:2"]}, {"type": "worker", "index": 0}, False, 2),
+])
+def test_worker_info_follows_tensorflows_chief_rule(cluster, task, chief, workers):
+    env = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": task})}
+    info = kce.distribute.worker_info(env)
+    assert info.is_chief is chief
+    assert info.num_workers == workers
+    assert info.name == f"{task['type']}-{task['index']}"
+
+
+@pytest.mark.parametrize("raw, detail", [
+    ("{not json", "not JSON"),
+    ('["a"]', "not a JSON object"),
+    ('{"task": {"type": "worker", "index": 0}}', '"cluster"'),
+    ('{"cluster": {"worker": ["a:1"]}}', '"task"'),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 1}}',
+     "not in the cluster"),
+])
+def test_bad_tf_config_names_the_variable_and_the_problem(raw, detail):
+    with pytest.raises(ValueError, match="TF_CONFIG") as err:
+        kce.distribute.worker_info({"TF_CONFIG": raw})
+    assert detail in str(err.value)
+    assert "Received: TF_CONFIG=" in str(err.value)
+
+
+def test_worker_output_dir_keeps_non_chief_workers_apart(tmp_path):
+    out = str(tmp_path / "run")
+    chief = kce.distribute.WorkerInfo("worker", 0, 2, True)
+    other = kce.distribute.WorkerInfo("worker", 1, 2, False)
+    assert kce.distribute.worker_output_dir(out, chief) == out
+    assert kce.distribute.worker_output_dir(out, other) == os.path.join(
+        out, "workers", "worker-1")
+
+
+def test_create_strategy_by_name_and_bad_values():
+    strategy = kce.distribute.create_strategy("default")
+    assert strategy.num_replicas_in_sync == 1
+    assert kce.distribute.create_strategy(strategy) is strategy
+    assert kce.distribute.global_batch_size(32, strategy) == 32
+    with pytest.raises(ValueError, match=r"argument `strategy`.*Received: strategy='mirored'"):
+        kce.distribute.create_strategy("mirored")
+    with pytest.raises(ValueError, match=r"Received: cpu_replicas=0"):
+        kce.distribute.create_strategy("mirrored", cpu_replicas=0)
+    with pytest.raises(ValueError, match=r"strategy='default'.*Received: cpu_replicas=2"):
+        kce.distribute.create_strategy("default", cpu_replicas=2)
+    with pytest.raises(ValueError, match=r"strategy='multi_worker'.*cpu_replicas=2"):
+        kce.distribute.create_strategy("multi_worker", cpu_replicas=2)
+
+
+def test_multi_worker_without_tf_config_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ValueError, match="needs the environment variable `TF_CONFIG`"):
+        kce.distribute.create_strategy("multi_worker")
+
+
+def test_cpu_replicas_after_tensorflow_started_is_a_clear_error():
+    tf.constant(1.0)  # TensorFlow is initialised in this process (with one CPU device)
+    kce.distribute.configure_cpu_replicas(1)  # what it already has: fine
+    with pytest.raises(RuntimeError, match="cpu_replicas=3 cannot be applied.*before any"):
+        kce.distribute.configure_cpu_replicas(3)
+
+
+def test_mirrored_strategy_on_one_cpu_device():
+    strategy = kce.distribute.create_strategy("mirrored")
+    assert strategy.num_replicas_in_sync == 1
+    assert kce.distribute.global_batch_size(16, strategy) == 16
+
+
+def test_synchronize_batch_norm_reaches_layers_inside_residual_blocks():
+    model = kce.models.resnet20(input_shape=(8, 8, 3))
+    bns = [layer for layer in model._flatten_layers(include_self=False)
+           if isinstance(layer, keras.layers.BatchNormalization)]
+    # 1 stem BN + 9 basic blocks x 2 (zero-pad shortcuts carry none)
+    assert kce.distribute.synchronize_batch_norm(model) == len(bns) == 19
+    assert all(layer.synchronized for layer in bns)
+    assert kce.distribute.synchronize_batch_norm(model, False) == 19
+    assert not any(layer.synchronized for layer in bns)
+
+
+def test_shard_by_data_sets_the_data_policy():
+    ds = kce.distribute.shard_by_data(tf.data.Dataset.range(4))
+    policy = ds.options().experimental_distribute.auto_shard_policy
+    assert policy == tf.data.experimental.AutoShardPolicy.DATA
+    assert list(ds.as_numpy_iterator()) == [0, 1, 2, 3]
+
+
+# ----------------------------------------------------------------------------- subprocesses
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("implementation", ["composite", "native"])
+def test_mirrored_two_cpus_one_sgd_step_equals_one_device(implementation, tmp_path):
+    if implementation == "native" and not native.available():
+        pytest.skip(native.status())
+    out = str(tmp_path / "result.json")
+    proc = start([CHILD, "mirrored-step", out], str(tmp_path / "log.txt"),
+                 KERAS_CNN_EXT_IMPLEMENTATION=implementation)
+    assert finish([proc], timeout=240) == [0], tail(proc)
+    with open(out, encoding="utf-8") as f:
+        result = json.load(f)
+    assert result["replicas"] == 2
+    assert [d.split("device:")[-1] for d in result["devices"]] == ["CPU:0", "CPU:1"]
+    for name, model in result["models"].items():
+        assert model["step_size"] > 1e-2, name  # the step really moved the weights
+        # float32: the replicas' gradient sum is added in another order than one device's
+        assert model["max_weight_diff"] < 1e-5, (name, model)
+        devices = {device for _, device in model["native_ops"]}
+        if implementation == "native":
+            # the compiled forward and backward ops run on each replica's own device
+            assert devices == {"CPU:0", "CPU:1"}, (name, model["native_ops"])
+            assert {"KerasCnnExt>Corr2D", "KerasCnnExt>Corr2DBackpropFilter",
+                    "KerasCnnExt>Corr2DBackpropInput"} <= {t for t, _ in model["native_ops"]}
+        else:
+            assert model["native_ops"] == [], name
+    assert result["models"]["small_resnet"]["synchronized_batch_norms"] == 6
+
+
+@pytest.mark.slow
+def test_multi_worker_fit_on_two_localhost_workers_matches_one_process(tmp_path):
+    ports = free_ports(2)
+    procs = [start([CHILD, "multi-worker-fit", str(tmp_path / f"w{i}.json")],
+                   str(tmp_path / f"w{i}.log"), TF_CONFIG=_tf_config(ports, i))
+             for i in range(2)]
+    procs.append(start([CHILD, "reference-fit", str(tmp_path / "ref.json")],
+                       str(tmp_path / "ref.log")))
+    codes = finish(procs, timeout=300)
+    assert codes == [0, 0, 0], "\n-----\n".join(tail(p) for p in procs)
+    results = []
+    for name in ("w0", "w1", "ref"):
+        with open(tmp_path / f"{name}.json", encoding="utf-8") as f:
+            results.append(json.load(f))
+    w0, w1, ref = results
+    assert (w0["replicas"], w1["replicas"], ref["replicas"]) == (2, 2, 1)
+    assert (w0["worker"], w1["worker"]) == ("worker-0", "worker-1")
+    assert w0["history"] == w1["history"]  # both workers report the same global numbers
+    for key, values in ref["history"].items():
+        assert w0["history"][key] == pytest.approx(values, rel=1e-5), key
+    assert w0["evaluate"]["loss"] == pytest.approx(ref["evaluate"]["loss"], rel=1e-5)
+    assert w0["weights_sum"] == pytest.approx(ref["weights_sum"], rel=1e-6)
+    assert w0["history"]["loss"][1] < w0["history"]["loss"][0]
