@@ -274,3 +274,13 @@ def test_rule_applies_per_dtype_and_device():
             dispatch.TF_KERNELS)
         assert not dispatch.drop_dead_taps()
     assert dispatch.drop_dead_taps()
+
+
+def test_empty_batch_with_every_formulation():
+    x = tf.zeros((0, 5, 6, 2))
+    w = tf.ones((3, 3, 2, 4))
+    for formulation in FORMULATIONS:
+        y, dx, dw = _composite_grads(x, w, tf.zeros((0, 5, 6, 4)), (1, 1), ((1, 1), (1, 1)),
+                                     "zeros", "channels_last", formulation)
+        assert y.shape == (0, 5, 6, 4) and dx.shape == x.shape, formulation
+        np.testing.assert_array_equal(dw.numpy(), np.zeros((3, 3, 2, 4)))

@@ -119,9 +119,13 @@ def _patch_matrix(x, window, strides, pads):
 
 
 def _with_shape(t, batch_like, hw, channels):
-    """Restores the static shape that dynamic reshapes lose (needed by the callers' plans)."""
-    if all(isinstance(d, int) for d in hw):
-        t.set_shape((batch_like.shape[0],) + tuple(hw) + (channels,))
+    """`t` reshaped to (batch, H, W, channels): restores the static shape that dynamic
+    reshapes lose, and fixes oneDNN's wrongly shaped empty results for an empty batch
+    (reshaping an empty tensor is free)."""
+    if not all(isinstance(d, int) for d in hw):
+        return t
+    t = tf.reshape(t, tf.stack([_batch(batch_like), hw[0], hw[1], channels]))
+    t.set_shape((batch_like.shape[0],) + tuple(hw) + (channels,))
     return t
 
 
@@ -315,9 +319,17 @@ def _kernel_grad_swap(x, g, window, strides, pads):
     the B images as channels, correlated with the (K, L, B, F) upstream gradient dilated by S."""
     (k, l), (sh, sw) = tuple(g.shape[1:3]), strides
     xp = _pad_or_crop(x, pads)[:, :(k - 1) * sh + window[0], :(l - 1) * sw + window[1], :]
-    out = tf.nn.conv2d(tf.transpose(xp, (3, 1, 2, 0)), tf.transpose(g, (1, 2, 0, 3)),
-                       (1, 1, 1, 1), "VALID", dilations=(1, sh, sw, 1))
-    return tf.transpose(out, (1, 2, 0, 3))
+
+    def correlate_swapped():
+        out = tf.nn.conv2d(tf.transpose(xp, (3, 1, 2, 0)), tf.transpose(g, (1, 2, 0, 3)),
+                           (1, 1, 1, 1), "VALID", dilations=(1, sh, sw, 1))
+        return tf.transpose(out, (1, 2, 0, 3))
+
+    if isinstance(x.shape[0], int) and x.shape[0] > 0:
+        return correlate_swapped()
+    # an empty batch would be a kernel without elements, which conv2d rejects: dW = 0
+    zeros = tf.zeros(tuple(window) + (x.shape[3], g.shape[3]), x.dtype)
+    return tf.cond(_batch(x) > 0, correlate_swapped, lambda: zeros)
 
 
 def kernel_grad(x, g, window, strides, pads, method="tf"):
