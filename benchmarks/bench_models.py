@@ -18,6 +18,8 @@ with `jit_compile=False` ("off", also what Keras's default "auto" picks on a mac
 GPU) or `jit_compile=True` ("on", XLA). PyTorch's OpenMP threads spin after each op and slow
 whatever runs next, hence `OMP_WAIT_POLICY=PASSIVE` (set here before torch is imported).
 
+`--kernels onednn|eigen|both` runs under TensorFlow's oneDNN CPU kernels, its own Eigen ones
+(`TF_ENABLE_ONEDNN_OPTS=0`: what CPUs without AVX-512 VNNI / AVX-VNNI / AMX get), or both.
 `--memory` instead runs one child process per candidate (ours / keras) for ResNet-18 at
 224x224, batch 8, and reports the peak resident set size (`ru_maxrss`) after 3 steps.
 """
@@ -183,6 +185,9 @@ def peak_memory(args):
         built, peak = (float(v) for v in out.stdout.split()[-2:])
         peaks[layers] = peak
         rows.append([layers, f"{built:.0f}", f"{peak:.0f}", f"{peak - built:.0f}"])
+    from keras_cnn_ext.ops import dispatch
+
+    print(f"TensorFlow CPU kernels: {dispatch.cpu_kernels()}")
     print(markdown_table(("ResNet-18 224x224 batch 8, layers=", "RSS after build MiB",
                           "peak RSS MiB", "peak - build MiB"), rows))
     print(f"peak RSS ours / keras: {peaks['textbook'] / peaks['keras']:.3f}")
@@ -197,8 +202,20 @@ def main(argv=None):
     parser.add_argument("--jit", default="off,on", help="'off', 'on' or 'off,on'")
     parser.add_argument("--no-torch", action="store_true")
     parser.add_argument("--memory", action="store_true")
+    parser.add_argument("--kernels", default="default",
+                        choices=("default", "onednn", "eigen", "both"),
+                        help="TensorFlow's CPU kernel family (a child process per family)")
     parser.add_argument("--rss-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.kernels != "default":
+        families = ("onednn", "eigen") if args.kernels == "both" else (args.kernels,)
+        rest = [a for a in (sys.argv[1:] if argv is None else argv)
+                if a not in ("--kernels", args.kernels) and not a.startswith("--kernels=")]
+        for family in families:
+            env = dict(os.environ, TF_ENABLE_ONEDNN_OPTS="1" if family == "onednn" else "0")
+            subprocess.run([sys.executable, os.path.abspath(__file__), *rest], env=env,
+                           check=True)
+        return 0
     if args.rss_child:
         return _peak_rss_child(args.rss_child, 3)
     if args.memory:

@@ -7,6 +7,13 @@ a training step does the same arithmetic. PyTorch is an optional benchmark depen
 from torch import nn
 
 
+def _shortcut(cin, out, stride):
+    """Identity, or a projection (1x1 convolution + BN, option B) where the shape changes."""
+    if stride == 1 and cin == out:
+        return nn.Identity()
+    return nn.Sequential(nn.Conv2d(cin, out, 1, stride, bias=False), nn.BatchNorm2d(out))
+
+
 class _Basic(nn.Module):
     """ResNet basic block (two 3x3 convolutions + BN; projection shortcut where the shape
     changes, option B), as `keras_cnn_ext.layers.ResidualBlock`."""
@@ -17,9 +24,7 @@ class _Basic(nn.Module):
             nn.Conv2d(cin, width, 3, stride, 1, bias=False), nn.BatchNorm2d(width),
             nn.ReLU(inplace=True),
             nn.Conv2d(width, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width))
-        self.short = (nn.Sequential(nn.Conv2d(cin, width, 1, stride, bias=False),
-                                    nn.BatchNorm2d(width))
-                      if stride != 1 or cin != width else nn.Identity())
+        self.short = _shortcut(cin, width, stride)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x):
@@ -39,9 +44,7 @@ class _Bottleneck(nn.Module):
             nn.Conv2d(width, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),
             nn.ReLU(inplace=True),
             nn.Conv2d(width, out, 1, bias=False), nn.BatchNorm2d(out))
-        self.short = (nn.Sequential(nn.Conv2d(cin, out, 1, stride, bias=False),
-                                    nn.BatchNorm2d(out))
-                      if stride != 1 or cin != out else nn.Identity())
+        self.short = _shortcut(cin, out, stride)
         self.relu = nn.ReLU(inplace=True)
 
     def forward(self, x):
