@@ -19,6 +19,7 @@ import sys
 
 # (command, module under keras_cnn_ext.cli); the order is the order of `--help`
 COMMANDS = (
+    ("tune", "tune"),
     ("export", "export"),
 )
 
