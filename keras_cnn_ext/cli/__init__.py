@@ -19,8 +19,13 @@ import sys
 
 # (command, module under keras_cnn_ext.cli); the order is the order of `--help`
 COMMANDS = (
+    ("train", "train"),
+    ("evaluate", "evaluate"),
     ("tune", "tune"),
     ("export", "export"),
+    ("summary", "summary"),
+    ("explain", "explain"),
+    ("info", "info"),
 )
 
 
