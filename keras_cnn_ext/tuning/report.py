@@ -103,16 +103,16 @@ def searched(space):
     None for a continuous range)."""
     out = {}
     for hp in space:
-        if hp.__class__.__name__ == "Fixed" or hp.name.startswith("tuner/"):
+        kind = hp.__class__.__name__
+        if kind == "Fixed" or hp.name.startswith("tuner/"):
             continue
-        if hp.__class__.__name__ == "Boolean":
+        if kind == "Boolean":
             out.setdefault(hp.name, [False, True])
-            continue
-        values = getattr(hp, "values", None)
-        if values is None:
+        elif kind == "Choice":
+            if len(hp.values) > 1:
+                out.setdefault(hp.name, list(hp.values))
+        else:  # Int, Float: a range
             out.setdefault(hp.name, None)
-        elif len(values) > 1:
-            out.setdefault(hp.name, list(values))
     return out
 
 
