@@ -391,3 +391,28 @@ def test_keras_round_trip_in_a_fresh_process(names, tmp_path):
     np.savez(tmp_path / "expected.npz", **arrays)
     out = _run_child(ROUND_TRIP_CHILD, str(tmp_path), ",".join(names))
     assert out.split() == [w for name in names for w in (name, "ok")]
+
+
+# ----------------------------------------------------------------------------- example
+
+
+def test_export_and_serve_example_smoke(tmp_path, capsys):
+    """examples/export_and_serve.py: train briefly, export, serve from a process without the
+    package; the served predictions equal the Keras model's."""
+    import runpy
+
+    example = runpy.run_path(os.path.join(ROOT, "examples", "export_and_serve.py"))
+    out = tmp_path / "run"
+    argv = ["--smoke", "--output", str(out), "--data-dir", str(tmp_path / "tfds")]
+    assert example["main"](argv) == 0
+    printed = capsys.readouterr().out
+    assert "all stock TensorFlow: True" in printed
+    import re
+
+    diff = re.search(r"max \|difference\| of the probabilities (\S+)", printed).group(1)
+    assert float(diff) <= 1e-6
+    assert os.path.isfile(out / "savedmodel" / "1" / "saved_model.pb")
+    served = np.load(out / "served_probabilities.npy")
+    assert served.shape == (359, 10)  # the whole digits test split
+    np.testing.assert_allclose(served.sum(axis=1), 1.0, rtol=1e-5)
+    assert example["main"](argv) == 2  # a second run refuses the non-empty output folder
