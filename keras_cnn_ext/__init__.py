@@ -13,6 +13,18 @@ from keras_cnn_ext import analysis  # noqa: E402
 from keras_cnn_ext import distribute  # noqa: E402
 from keras_cnn_ext import export  # noqa: E402  (cheap: TensorFlow loads when it runs)
 
+# Submodules with heavier dependencies (tensorflow_datasets, matplotlib, keras_tuner) load on
+# first attribute access: `kce.data.load(...)` works without importing them up front.
+_LAZY_SUBMODULES = ("data", "training", "viz", "explain", "checkpointing", "tuning")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"keras_cnn_ext.{name}")
+    raise AttributeError(f"module 'keras_cnn_ext' has no attribute {name!r}")
+
 
 def register_ops():
     """Loads the compiled custom ops, so a SavedModel that contains them can be loaded.
@@ -21,3 +33,15 @@ def register_ops():
         RuntimeError: the library is not built or does not load (the message says why).
     """
     return ops.native.register_ops()
+
+
+# Subpackages with heavy optional dependencies load on first attribute access.
+_LAZY_SUBMODULES = ("tuning",)
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"keras_cnn_ext.{name}")
+    raise AttributeError(f"module 'keras_cnn_ext' has no attribute {name!r}")
