@@ -33,4 +33,3 @@ def register_ops():
         RuntimeError: the library is not built or does not load (the message says why).
     """
     return ops.native.register_ops()
-

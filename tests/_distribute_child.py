@@ -8,12 +8,7 @@ per process, so every distributed configuration runs in a fresh interpreter).
         the (op type, device) pairs of the package's compiled ops in the replicated step.
         The implementation comes from KERAS_CNN_EXT_IMPLEMENTATION.
 
-    python tests/_distribute_child.py multi-worker-fit OUT.json   (TF_CONFIG set by the parent)
-        model.fit of LeNet-5 under MultiWorkerMirroredStrategy for 2 epochs of 4 global batches;
-        writes the history and the final weights' checksum.
-
-    python tests/_distribute_child.py reference-fit OUT.json
-        The same training in one plain process (the numbers the workers must reproduce).
+(Multi-worker training is tested through the command line: tests/test_distribute.py.)
 """
 
 import json
@@ -117,53 +112,10 @@ def mirrored_step(out):
     _write(out, result)
 
 
-def _fit_data():
-    import numpy as np
-    import tensorflow as tf
-
-    import keras_cnn_ext as kce
-
-    rng = np.random.default_rng(2)
-    x = rng.random((64, 28, 28, 1), dtype=np.float32)
-    y = rng.integers(0, 10, 64)
-    return kce.distribute.shard_by_data(tf.data.Dataset.from_tensor_slices((x, y)).batch(16))
-
-
-def _fit(strategy, out):
-    import keras
-    import numpy as np
-
-    import keras_cnn_ext as kce
-
-    keras.utils.set_random_seed(0)
-    with strategy.scope():
-        model = kce.models.lenet5()
-        model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    data = _fit_data()
-    history = model.fit(data, epochs=2, validation_data=data, verbose=0).history
-    evaluation = model.evaluate(data, verbose=0, return_dict=True)
-    _write(out, {
-        "history": {k: [float(v) for v in vs] for k, vs in history.items()},
-        "evaluate": {k: float(v) for k, v in evaluation.items()},
-        "weights_sum": float(sum(np.sum(np.abs(w)) for w in model.get_weights())),
-        "worker": kce.distribute.worker_info().name,
-        "replicas": strategy.num_replicas_in_sync,
-    })
-
-
 def main(argv):
     mode, out = argv[1], argv[2]
     if mode == "mirrored-step":
         mirrored_step(out)
-    elif mode == "multi-worker-fit":
-        import keras_cnn_ext as kce
-
-        _fit(kce.distribute.create_strategy("multi_worker"), out)
-    elif mode == "reference-fit":
-        import keras_cnn_ext as kce
-
-        _fit(kce.distribute.create_strategy("default"), out)
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 
