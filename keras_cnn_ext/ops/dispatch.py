@@ -6,6 +6,11 @@ that op, device and dtype (`NATIVE_PREFERRED`), and never inside an XLA cluster 
 have no XLA kernels). Everywhere else it uses the composite path, which XLA and GPUs run. The
 environment variable `KERAS_CNN_EXT_IMPLEMENTATION` (`auto` | `composite` | `native`) overrides
 "auto" for the whole process.
+
+>>> resolve("composite", "corr2d")  # an explicit choice is kept
+'composite'
+>>> supports_jit("native")  # the compiled ops have no XLA kernels
+False
 """
 
 import functools
