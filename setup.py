@@ -88,6 +88,7 @@ setup(
         "tuning": ["keras-tuner>=1.4"],
         "data": ["tensorflow-datasets>=4.9", "scikit-learn"],
         "viz": ["matplotlib"],
+        "tensorboard": ["tensorboard"],
         "test": ["pytest"],
     },
     entry_points={"console_scripts": ["keras-cnn-ext = keras_cnn_ext.cli:main"]},

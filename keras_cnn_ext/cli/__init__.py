@@ -19,6 +19,12 @@ import sys
 
 # (command, module under keras_cnn_ext.cli); the order is the order of `--help`
 COMMANDS = (
+    ("train", "train"),
+    ("evaluate", "evaluate"),
+    ("export", "export"),
+    ("summary", "summary"),
+    ("explain", "explain"),
+    ("info", "info"),
 )
 
 

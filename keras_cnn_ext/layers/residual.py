@@ -35,10 +35,17 @@ class _ResidualBase(keras.layers.Layer):
     def __init__(self, filters, strides=1, shortcut="auto", preactivation=False,
                  activation="relu", batch_norm_momentum=0.9, batch_norm_epsilon=1e-5,
                  kernel_initializer="he_normal", kernel_regularizer=None, layers="textbook",
-                 data_format=None, **kwargs):
+                 data_format=None, kernel_size=3, **kwargs):
         super().__init__(**kwargs)
         self.filters = geometry.normalize_int(filters, "filters")
         self.strides = geometry.normalize_tuple(strides, "strides")
+        # the spatial kernel of the block (3 in the paper); square, applied with 'same' padding
+        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
+            raise ValueError(
+                "Invalid value for argument `kernel_size`. Expected a positive integer. "
+                f"Received: kernel_size={kernel_size!r}"
+            )
+        self.kernel_size = kernel_size
         self.shortcut = geometry.normalize_choice(shortcut, "shortcut", SHORTCUTS)
         if not isinstance(preactivation, bool):
             raise ValueError(
@@ -213,6 +220,7 @@ class _ResidualBase(keras.layers.Layer):
         config.update({
             "filters": self.filters,
             "strides": self.strides,
+            "kernel_size": self.kernel_size,
             "shortcut": self.shortcut,
             "preactivation": self.preactivation,
             "activation": self._activation_config if isinstance(self._activation_config, str)
@@ -246,6 +254,7 @@ class ResidualBlock(_ResidualBase):
         kernel_initializer, kernel_regularizer: for every convolution.
         layers: "textbook" (this package's layers) or "keras" (stock Keras layers).
         data_format: "channels_last" or "channels_first".
+        kernel_size: the (square) kernel of both convolutions, 3 in the paper; padded 'same'.
 
     Example:
 
@@ -255,7 +264,8 @@ class ResidualBlock(_ResidualBase):
     """
 
     def _main_path(self):
-        return [(3, self.strides, self.filters), (3, 1, self.filters)]
+        k = self.kernel_size
+        return [(k, self.strides, self.filters), (k, 1, self.filters)]
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn_ext")
@@ -273,7 +283,7 @@ class BottleneckBlock(_ResidualBase):
         strides: the block's stride.
         expansion: the output-channel multiplier, 4 in the paper.
         stride_on: "1x1" (paper) or "3x3".
-        Others: as `ResidualBlock`.
+        Others: as `ResidualBlock` (``kernel_size`` is that of the middle convolution).
 
     Example:
 
@@ -290,7 +300,7 @@ class BottleneckBlock(_ResidualBase):
     def _main_path(self):
         s1, s3 = (self.strides, 1) if self.stride_on == "1x1" else (1, self.strides)
         f = self.filters
-        return [(1, s1, f), (3, s3, f), (1, 1, f * self.expansion)]
+        return [(1, s1, f), (self.kernel_size, s3, f), (1, 1, f * self.expansion)]
 
     def get_config(self):
         config = super().get_config()

@@ -17,14 +17,14 @@ from keras_cnn_ext.models.googlenet import googlenet
 from keras_cnn_ext.models.lenet import lenet5
 from keras_cnn_ext.models.registry import get_model, list_models, register_model
 from keras_cnn_ext.models.resnet import (
-    resnet18, resnet20, resnet32, resnet34, resnet44, resnet50, resnet56, resnet101, resnet110,
-    resnet152,
+    cifar_resnet, resnet18, resnet20, resnet32, resnet34, resnet44, resnet50, resnet56,
+    resnet101, resnet110, resnet152,
 )
 from keras_cnn_ext.models.vgg import vgg, vgg11, vgg11_lrn, vgg13, vgg16, vgg16_c, vgg19
 
 __all__ = [
     "lenet5", "alexnet", "vgg", "vgg11", "vgg11_lrn", "vgg13", "vgg16_c", "vgg16", "vgg19",
     "googlenet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet20",
-    "resnet32", "resnet44", "resnet56", "resnet110", "get_model", "list_models",
+    "resnet32", "resnet44", "resnet56", "resnet110", "cifar_resnet", "get_model", "list_models",
     "register_model",
 ]

@@ -33,6 +33,7 @@ import keras
 from keras_cnn_ext.layers.residual import BottleneckBlock, ResidualBlock
 from keras_cnn_ext.models._common import Net, check_common
 from keras_cnn_ext.models.registry import register_model
+from keras_cnn_ext.ops import geometry
 
 # depth -> (block, blocks per stage); stage widths 64, 128, 256, 512
 RESNET_CONFIGS = {
@@ -57,14 +58,44 @@ def _stem_conv(net, x, filters, k, s, p):
     return keras.layers.ReLU(name="conv1_relu")(x)
 
 
-def _stages(net, x, block, widths, depths, first_stage, block_kwargs):
-    for stage, (width, n) in enumerate(zip(widths, depths)):
-        for i in range(n):
-            strides = 2 if (stage > 0 and i == 0) else 1
-            cls = ResidualBlock if block == "basic" else BottleneckBlock
-            x = net.apply(cls(width, strides=strides, layers=net.kind,
-                              data_format=net.data_format,
-                              name=f"conv{stage + first_stage}_{i + 1}", **block_kwargs), x)
+def cifar_stem(filters=16, kernel_size=3, strides=1):
+    """The table row of the CIFAR networks' first convolution "conv1" ('same' padding)."""
+    return ("conv1", "conv", filters, kernel_size, strides, (kernel_size - 1) // 2)
+
+
+def resnet_stage(index, filters, blocks, strides=2, kernel_size=3):
+    """The table rows of stage "conv{index}_x": `blocks` residual blocks "conv{index}_{i}",
+    the first with `strides`; each block maps a map of size I to ceil(I / stride) ('same').
+
+    Rows are (name, kind, filters, kernel, stride, padding).
+    """
+    return tuple((f"conv{index}_{i}", "block", filters, kernel_size, strides if i == 1 else 1,
+                  "same") for i in range(1, blocks + 1))
+
+
+def resnet_config(widths, depths, strides=None, kernel_sizes=3, first_stage=2):
+    """The block table of all stages; by default the first stage keeps the size and every
+    later one starts with a stride-2 block, as in the paper."""
+    n = len(widths)
+    if strides is None:
+        strides = (1,) + (2,) * (n - 1)
+    kernels = tuple(kernel_sizes) if isinstance(kernel_sizes, (list, tuple)) else (
+        (kernel_sizes,) * n)
+    for arg, value in (("depths", depths), ("strides", strides), ("kernel_sizes", kernels)):
+        if len(value) != n:
+            raise ValueError(
+                f"Invalid value for argument `{arg}`. Expected {n} values (one per stage). "
+                f"Received: {arg}={value!r}"
+            )
+    return sum((resnet_stage(first_stage + i, w, d, s, k)
+                for i, (w, d, s, k) in enumerate(zip(widths, depths, strides, kernels))), ())
+
+
+def _stages(net, x, block, rows, block_kwargs):
+    cls = ResidualBlock if block == "basic" else BottleneckBlock
+    for layer_name, _, width, k, s, _ in rows:
+        x = net.apply(cls(width, strides=s, kernel_size=k, layers=net.kind,
+                          data_format=net.data_format, name=layer_name, **block_kwargs), x)
     return x
 
 
@@ -91,23 +122,53 @@ def _resnet(name, config, input_shape=None, num_classes=1000, include_top=True, 
     kwargs = dict(preactivation=preactivation, shortcut=shortcut)
     if block == "bottleneck":
         kwargs["stride_on"] = stride_on
-    x = _stages(net, x, block, RESNET_WIDTHS, depths, 2, kwargs)
+    x = _stages(net, x, block, resnet_config(RESNET_WIDTHS, depths), kwargs)
     return _finish(net, inputs, x, preactivation, include_top, pooling, num_classes,
                    classifier_activation)
 
 
 def _cifar_resnet(name, n, input_shape=None, num_classes=10, include_top=True, pooling=None,
                   classifier_activation="softmax", layers="textbook", shortcut="zero_pad",
-                  preactivation=False, data_format=None):
+                  preactivation=False, data_format=None, depths=None,
+                  filters=CIFAR_RESNET_WIDTHS, strides=None, kernel_sizes=3, block="basic",
+                  stem_filters=16, stem_kernel=3, stem_stride=1):
     input_shape, data_format = check_common(name, input_shape, num_classes, include_top,
                                             pooling, (32, 32), 3, data_format)
+    block = geometry.normalize_choice(block, "block", ("basic", "bottleneck"))
     net = Net(name, layers, input_shape, data_format)
     inputs = keras.Input(input_shape, name="input")
-    x = _stem_conv(net, inputs, 16, 3, 1, 1)
-    x = _stages(net, x, "basic", CIFAR_RESNET_WIDTHS, (n, n, n), 2,
+    x = _stem_conv(net, inputs, *cifar_stem(stem_filters, stem_kernel, stem_stride)[2:])
+    depths = (n,) * len(filters) if depths is None else depths
+    x = _stages(net, x, block, resnet_config(filters, depths, strides, kernel_sizes),
                 dict(preactivation=preactivation, shortcut=shortcut))
     return _finish(net, inputs, x, preactivation, include_top, pooling, num_classes,
                    classifier_activation)
+
+
+def cifar_resnet(depths=(3, 3, 3), filters=CIFAR_RESNET_WIDTHS, strides=None, kernel_sizes=3,
+                 block="basic", stem_filters=16, stem_kernel=3, stem_stride=1, **kwargs):
+    """A CIFAR-style ResNet with any stage layout (section 4.2 generalised).
+
+    conv1 (`stem_kernel` / `stem_stride`, 'same', `stem_filters`, BN, ReLU) -> one stage per
+    entry of `filters` with `depths[i]` blocks -> global average pooling -> fc. The defaults
+    are ResNet-20. Used by `keras_cnn_ext.tuning.HyperResNet`; not in the registry.
+
+    Args:
+        depths: blocks per stage.
+        filters: width of each stage (a bottleneck stage outputs 4x as many channels).
+        strides: stride of each stage's first block; default 1, then 2 for every later stage.
+        kernel_sizes: the blocks' kernel, one value or one per stage (3 in the paper).
+        block: "basic" or "bottleneck".
+        stem_filters, stem_kernel, stem_stride: the first convolution.
+        **kwargs: as for `resnet20` (input_shape, num_classes, shortcut, preactivation, ...).
+
+    >>> cifar_resnet(layers="keras").count_params() == resnet20(layers="keras").count_params()
+    True
+    """
+    return _cifar_resnet("cifar_resnet", None, depths=tuple(depths), filters=tuple(filters),
+                         strides=strides, kernel_sizes=kernel_sizes, block=block,
+                         stem_filters=stem_filters, stem_kernel=stem_kernel,
+                         stem_stride=stem_stride, **kwargs)
 
 
 @register_model

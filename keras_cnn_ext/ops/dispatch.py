@@ -5,7 +5,8 @@ native op only where it is loaded and was measured at least as fast as the compo
 that op, device and dtype (`NATIVE_PREFERRED`), and never inside an XLA cluster (the native ops
 have no XLA kernels). Everywhere else it uses the composite path, which XLA and GPUs run. The
 environment variable `KERAS_CNN_EXT_IMPLEMENTATION` (`auto` | `composite` | `native`) overrides
-"auto" for the whole process.
+"auto" for the whole process; `implementation_scope` overrides every choice (explicit ones too)
+for the ops created inside a block, e.g. while a portable SavedModel is traced.
 
 >>> resolve("composite", "corr2d")  # an explicit choice is kept
 'composite'
@@ -13,6 +14,8 @@ environment variable `KERAS_CNN_EXT_IMPLEMENTATION` (`auto` | `composite` | `nat
 False
 """
 
+import contextlib
+import contextvars
 import functools
 import os
 
@@ -38,6 +41,41 @@ NATIVE_PREFERRED = {
     ("corr2d", "CPU", "float16"): 1,
     ("corr2d", "CPU", "float64"): 1,
 }
+
+
+# Set by `implementation_scope`; a ContextVar so that a scope entered in one thread (or asyncio
+# task) never changes what ops traced concurrently elsewhere resolve to.
+_scoped = contextvars.ContextVar("keras_cnn_ext_implementation_scope", default=None)
+
+
+@contextlib.contextmanager
+def implementation_scope(implementation):
+    """Every op created inside the block uses `implementation`, whatever the layer's argument,
+    the "auto" rule or the environment variable say.
+
+    All implementations compute the same numbers, so this changes which kernels a traced graph
+    contains, not what it computes. `kce.export.export_savedmodel(portable=True)` traces under
+    `implementation_scope("composite")`, so no compiled op (and no NumPy reference op) enters
+    the SavedModel. The choice is made when an op is *created*: the block must enclose the
+    tracing of a `tf.function` (a function traced before keeps its kernels).
+
+    Args:
+        implementation: 'composite', 'native' or 'reference'.
+
+    >>> with implementation_scope("composite"):
+    ...     resolve("native", "max_pool2d")
+    'composite'
+    """
+    if implementation not in ("composite", "native", "reference"):
+        raise ValueError(
+            "Invalid value for argument `implementation`. Expected one of 'composite', "
+            f"'native', 'reference'. Received: implementation={implementation!r}"
+        )
+    token = _scoped.set(implementation)
+    try:
+        yield
+    finally:
+        _scoped.reset(token)
 
 
 def forced_implementation():
@@ -94,6 +132,9 @@ def resolve(implementation, op_name, x=None, channels=None):
         x: the input tensor (its dtype and placement decide), or None.
         channels: the number of input channels, if known.
     """
+    scoped = _scoped.get()
+    if scoped is not None:
+        return scoped
     if implementation != "auto":
         return implementation
     forced = forced_implementation()
@@ -111,7 +152,10 @@ def resolve(implementation, op_name, x=None, channels=None):
 
 def effective(implementation):
     """The implementation a layer runs before the input is known: "auto" under a forced
-    environment setting becomes that setting."""
+    environment setting becomes that setting; inside `implementation_scope`, the scope's."""
+    scoped = _scoped.get()
+    if scoped is not None:
+        return scoped
     if implementation == "auto":
         return forced_implementation() or "auto"
     return implementation
