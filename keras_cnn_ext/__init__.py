@@ -33,15 +33,3 @@ def register_ops():
         RuntimeError: the library is not built or does not load (the message says why).
     """
     return ops.native.register_ops()
-
-
-# Subpackages with heavy optional dependencies load on first attribute access.
-_LAZY_SUBMODULES = ("tuning",)
-
-
-def __getattr__(name):
-    if name in _LAZY_SUBMODULES:
-        import importlib
-
-        return importlib.import_module(f"keras_cnn_ext.{name}")
-    raise AttributeError(f"module 'keras_cnn_ext' has no attribute {name!r}")
