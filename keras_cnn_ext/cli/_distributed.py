@@ -79,3 +79,21 @@ def tuning_cluster(args):
         if isinstance(exc, UsageError):
             raise
         raise UsageError(str(exc)) from None
+
+
+def accounting_lines(accounting):
+    """The chief's account of a distributed search, for the terminal."""
+    by_worker = {}
+    for trial, who in sorted(accounting["assignments"].items()):
+        for tuner_id in who:
+            by_worker.setdefault(tuner_id, []).append(trial)
+    ended = accounting["ended"]
+    once = all(n == 1 for n in ended.values())
+    lines = [f"Distributed search: {len(ended)} trial(s) ended"
+             + (" once each" if once else f" ({ended})")]
+    for tuner_id, trials in sorted(by_worker.items()):
+        lines.append(f"  {tuner_id}: ran {', '.join(trials)}")
+    for event in accounting["lost"]:
+        lines.append(f"  lost {event['tuner_id']}" + (
+            f" (its trial {event['trial']} went to another worker)" if event["trial"] else ""))
+    return "\n".join(lines)
