@@ -19,19 +19,25 @@ What is built
       uses the composite path instead of crashing with SIGILL. `KCE_NATIVE_MARCH=x86-64-v2` (or
       any -march value) forces a level, e.g. for a portable wheel.
     * the GPU kernels, only when `nvcc` is found AND `tf.test.is_built_with_cuda()`: the `.cu.cc`
-      files are plain CUDA (they include only `custom_ops/cc/kce_functors.h`, no TensorFlow
-      header), compiled by nvcc for sm_80 and sm_90 (`KCE_CUDA_ARCHS` overrides) and linked into the
-      same library together with the thin TensorFlow wrapper `kce_kernels_gpu.cc`.
+      files are plain CUDA (they include only the `kernels/*_functors.h` headers and
+      `kernels/gpu_launch*.h`, no TensorFlow header), compiled by nvcc for sm_80 and sm_90
+      (`KCE_CUDA_ARCHS` overrides) and linked into the same library together with the thin
+      TensorFlow wrapper `kernels/window_kernels_gpu.cc`.
+    The file lists, library names, CPU levels and nvcc discovery come from
+    `keras_cnn_ext/ops/native_config.py` (shared with the loader and `.ci/build_cuda.sh`).
 
 How the library stays matched to the TensorFlow it is loaded into
     A custom-op library uses TensorFlow's C++ ABI, which is only stable within one TensorFlow
     release. So:
     1. it is compiled against the TensorFlow of the environment it is installed into:
-       `pip install .` runs this script with that environment's Python and, under pip's build
-       isolation, with the isolation overlay removed from PYTHONPATH (setup.py,
-       `_target_environment`), so the build imports the user's TensorFlow, not a temporary one.
-       Install TensorFlow first; without it (or without a compiler) the build is skipped with a
-       message and the package uses the composite path;
+       `pip install .` / `pip install -e .` run this script with the installing interpreter,
+       as the build frontend started it or, when that does not see TensorFlow (pip's build
+       isolation puts a temporary directory in front of `sys.path`), with `python -E`, which sees
+       the interpreter's own environment (setup.py, `_python_with_tensorflow`). TensorFlow is
+       not a build requirement, so no temporary copy of it is ever compiled against. Install
+       TensorFlow first; without it (or without a compiler) the build fails with a message, the
+       reason is recorded in `_kce_ops.error.json` for the loader to report, and the package uses
+       the composite path;
     2. next to the library, `_kce_ops.json` records the TensorFlow version (and compile flags) it
        was built against; the loader (`keras_cnn_ext/ops/native.py`) compares it with
        `tf.__version__` BEFORE loading: on a mismatch (e.g. after `pip install -U tensorflow`) it
@@ -39,8 +45,7 @@ How the library stays matched to the TensorFlow it is loaded into
        Re-run `pip install .` (or `python build_native.py --inplace`) to rebuild;
     3. `KERAS_CNN_EXT_NATIVE_LIB=/path/to/_kce_ops.so` points the loader at another build
        (its own `.json` is checked the same way).
-    A failed compile never fails the install: this script exits non-zero and setup.py only prints
-    the reason.
+    A failed compile never fails the install: this script exits non-zero, and setup.py goes on.
 """
 
 import argparse

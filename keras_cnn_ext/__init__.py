@@ -19,6 +19,20 @@ from keras_cnn_ext import ops  # noqa: E402
 from keras_cnn_ext import layers  # noqa: E402
 from keras_cnn_ext import models  # noqa: E402
 from keras_cnn_ext import analysis  # noqa: E402
+from keras_cnn_ext import distribute  # noqa: E402
+from keras_cnn_ext import export  # noqa: E402  (cheap: TensorFlow loads when it runs)
+
+# Submodules with heavier dependencies (tensorflow_datasets, matplotlib, keras_tuner) load on
+# first attribute access: `kce.data.load(...)` works without importing them up front.
+_LAZY_SUBMODULES = ("data", "training", "viz", "explain", "checkpointing", "tuning")
+
+
+def __getattr__(name):
+    if name in _LAZY_SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"keras_cnn_ext.{name}")
+    raise AttributeError(f"module 'keras_cnn_ext' has no attribute {name!r}")
 
 
 def register_ops():
@@ -27,6 +41,4 @@ def register_ops():
     Raises:
         RuntimeError: the library is not built or does not load (the message says why).
     """
-    from keras_cnn_ext.ops import native
-
-    return native.register_ops()
+    return ops.native.register_ops()

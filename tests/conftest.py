@@ -24,3 +24,15 @@ def _keras_globals():
     yield
     keras.config.set_dtype_policy(policy)
     keras.config.set_image_data_format(data_format)
+
+
+@pytest.fixture(scope="session")
+def digits_data_dir(tmp_path_factory):
+    """A tensorflow-datasets folder with the embedded "digits" set prepared once per session
+    (tests never touch ~/tensorflow_datasets). Subprocesses get it via --data-dir or
+    TFDS_DATA_DIR."""
+    from keras_cnn_ext.data import pipeline
+
+    folder = str(tmp_path_factory.mktemp("tfds"))
+    pipeline._prepare_digits(pipeline._tfds(), folder)
+    return folder

@@ -16,7 +16,7 @@ def _clear_session():
 
 @pytest.mark.parametrize("layers", ["textbook", "keras"])
 def test_two_3x3_convolutions_see_5x5(layers):
-    from keras_cnn_ext.layers.residual import conv2d_layers
+    from keras_cnn_ext.layers.factory import conv2d_layers
     inputs = keras.Input((7, 7, 1))
     x = inputs
     for i in range(2):

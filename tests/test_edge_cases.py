@@ -1,5 +1,5 @@
 """Edge shapes and values: empty batch, kernel == input, stride > kernel, 1x1 windows, unknown
-spatial dimensions (tf.function signatures and keras.Input), NaN propagation, low-precision
+spatial dimensions (tf.function signatures and keras.Input), low-precision
 NumPy inputs, and a TensorFlow CPU kernel defect that the composite path must not expose."""
 
 import keras
@@ -264,89 +264,6 @@ def test_reflect_padding_too_large_with_unknown_dims_is_a_runtime_error():
     assert fn(tf.ones((1, 3, 3, 1))).shape == (1, 5, 5, 1)
     with pytest.raises(tf.errors.InvalidArgumentError, match="Reflect padding"):
         fn(tf.ones((1, 2, 2, 1))).numpy()
-
-
-# ----------------------------------------------------------------------------------- NaN
-def _nan_input(rng, shape, cells):
-    x = rng.uniform(-1, 1, size=shape)
-    for cell in cells:
-        x[cell] = np.nan
-    return x
-
-
-def _windows_containing_nan(x, fn):
-    """Which outputs read a NaN cell: run the op on the NaN indicator (0/1) with a positive
-    window, so no cancellation can hide a contribution."""
-    return fn(np.isnan(x).astype(float)) > 0
-
-
-NAN_CELLS = [(0, 2, 3, 0), (1, 0, 0, 1), (1, 5, 6, 0)]
-
-
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
-@pytest.mark.parametrize("padding_mode", ["zeros", "replicate", "reflect"])
-def test_nan_propagates_to_exactly_the_windows_containing_it_corr2d(padding_mode,
-                                                                     implementation, rng):
-    x = _nan_input(rng, (2, 6, 7, 2), NAN_CELLS)
-    kernel = rng.uniform(-1, 1, size=(3, 2, 2, 2))
-    kernel[0, 0] = 0.0  # 0 * NaN is NaN: a zero weight does not hide the NaN
-    kwargs = dict(strides=(1, 2), padding=((1, 2), (1, 0)), padding_mode=padding_mode)
-    y = kce.ops.corr2d(x, kernel, implementation=implementation, **kwargs).numpy()
-    mask = _windows_containing_nan(
-        x, lambda ind: reference.corr2d(ind, np.ones((3, 2, 2, 2)), **kwargs))
-    assert mask.any() and (~mask).any()
-    np.testing.assert_array_equal(np.isnan(y), mask)
-    finite = reference.corr2d(np.nan_to_num(x), kernel, **kwargs)
-    np.testing.assert_allclose(y[~mask], finite[~mask], rtol=0, atol=1e-12)
-
-
-@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
-@pytest.mark.parametrize("padding_mode", ["zeros", "ignore"])
-def test_nan_propagates_to_exactly_the_windows_containing_it_mean_pool(padding_mode,
-                                                                        implementation, rng):
-    x = _nan_input(rng, (2, 6, 7, 2), NAN_CELLS)
-    kwargs = dict(pool_size=3, strides=2, padding=1, padding_mode=padding_mode)
-    y = kce.ops.mean_pool2d(x, implementation=implementation, **kwargs).numpy()
-    mask = _windows_containing_nan(x, lambda ind: reference.mean_pool2d(ind, **kwargs))
-    assert mask.any() and (~mask).any()
-    np.testing.assert_array_equal(np.isnan(y), mask)
-    finite = reference.mean_pool2d(np.nan_to_num(x), **kwargs)
-    np.testing.assert_allclose(y[~mask], finite[~mask], rtol=0, atol=1e-12)
-
-
-@pytest.mark.parametrize("implementation", ["reference", "composite"])
-@pytest.mark.parametrize("padding_mode", ["zeros", "ignore"])
-def test_nan_never_wins_max_pool(padding_mode, implementation, rng):
-    """Documented rule (TensorFlow's): a NaN cell never wins the max, so every window equals
-    the max of its other cells, and no NaN reaches the output when each window has a number."""
-    x = _nan_input(rng, (2, 6, 7, 2), NAN_CELLS)
-    kwargs = dict(pool_size=3, strides=2, padding=1, padding_mode=padding_mode)
-    y = kce.ops.max_pool2d(x, implementation=implementation, **kwargs).numpy()
-    assert not np.isnan(y).any()
-    # the same windows with the NaN cells replaced by -inf (a value that can never win)
-    expected = reference.max_pool2d(np.where(np.isnan(x), -np.inf, x), **kwargs)
-    np.testing.assert_array_equal(y, expected)
-
-
-def test_nan_max_pool_gradient_skips_nan_cells(rng):
-    x = _nan_input(rng, (2, 6, 7, 2), NAN_CELLS)
-    kwargs = dict(pool_size=3, strides=2, padding=1)
-    xt = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(xt)
-        y = kce.ops.max_pool2d(xt, implementation="composite", **kwargs)
-    dx = tape.gradient(y, xt).numpy()
-    assert all(dx[cell] == 0 for cell in NAN_CELLS)
-    expected = reference.max_pool2d_grad(x, np.ones(y.shape), **kwargs)
-    np.testing.assert_array_equal(dx, expected)
-
-
-def test_nan_in_tensorflow_max_pool_is_skipped():
-    """Documents the TensorFlow behaviour our NaN rule follows (if this starts failing, TF
-    changed and the documented rule must be revisited)."""
-    x = np.array([[1.0, np.nan], [0.5, 0.25]])[None, :, :, None]
-    assert tf.nn.max_pool2d(x, 2, 2, "VALID").numpy()[0, 0, 0, 0] == 1.0
-    assert reference.max_pool2d(x, 2)[0, 0, 0, 0] == 1.0
 
 
 # ---------------------------------------------------------------- inputs of other dtypes

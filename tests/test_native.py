@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_cnn_ext.ops import native
+from keras_cnn_ext.ops import native, native_config
 from keras_cnn_ext.ops import reference
 
 requires_native = pytest.mark.skipif(not native.available(), reason=f"{native.status()}")
@@ -437,11 +437,11 @@ def test_cuda_selftest_runs_on_gpu(tmp_path):
         pytest.skip("nvcc not found")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     exe = tmp_path / "gpu_selftest"
-    subprocess.run([nvcc, "-std=c++17", "-O2", "-x", "cu", "-I",
-                    os.path.join(root, "custom_ops", "cc"),
-                    os.path.join(root, "custom_ops", "tests", "gpu_selftest.cu.cc"),
-                    os.path.join(root, "custom_ops", "cc", "kce_kernels_gpu.cu.cc"),
-                    "-o", str(exe)], check=True)
+    src = os.path.join(root, native_config.SOURCE_ROOT)
+    subprocess.run([nvcc, "-std=c++17", "-O2", "-x", "cu", "-I", src,
+                    os.path.join(root, native_config.CUDA_SELFTEST),
+                    *[os.path.join(src, f) for f in native_config.CUDA_SOURCES],
+                    "-o", str(exe)], check=True, timeout=600)
     out = subprocess.run([str(exe)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
 

@@ -19,6 +19,12 @@ import sys
 
 # (command, module under keras_cnn_ext.cli); the order is the order of `--help`
 COMMANDS = (
+    ("train", "train"),
+    ("evaluate", "evaluate"),
+    ("export", "export"),
+    ("summary", "summary"),
+    ("explain", "explain"),
+    ("info", "info"),
 )
 
 
@@ -27,7 +33,11 @@ class UsageError(ValueError):
 
 
 def choice_error(flag, value, choices):
-    """A `UsageError` naming the flag, the value received and the valid choices."""
+    """A `UsageError` naming the flag, the value received and the valid choices.
+
+    >>> print(choice_error("--model", "resnet19", ("resnet18", "resnet34")))
+    invalid value for --model: 'resnet19' (choose from resnet18, resnet34)
+    """
     return UsageError(f"invalid value for {flag}: {value!r} (choose from {', '.join(choices)})")
 
 

@@ -2,8 +2,6 @@
 
 from keras_cnn_ext.ops import dispatch, geometry
 
-channel_axis = geometry.channel_axis
-
 
 def output_shape(input_shape, window, strides, pads, channels, data_format, layer_name):
     """The layer's output shape; a window that does not fit names the layer."""

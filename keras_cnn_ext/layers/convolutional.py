@@ -52,14 +52,9 @@ class CrossCorrelation2D(keras.layers.Layer):
                  kernel_constraint=None, bias_constraint=None, implementation="auto",
                  **kwargs):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
-        if not geometry._is_int(filters) or filters <= 0:
-            raise (TypeError if not geometry._is_int(filters) else ValueError)(
-                "Invalid value for argument `filters`. Expected a strictly positive integer. "
-                f"Received: filters={filters!r}"
-            )
-        self.filters = int(filters)
+        self.filters = geometry.normalize_int(filters, "filters")
         (self.kernel_size, self.strides, _, self.padding_mode, self.mode, self.data_format,
-         self.implementation) = nn.normalize_corr_args(
+         self.implementation) = geometry.normalize_corr_args(
             kernel_size, strides, padding, padding_mode, mode, data_format, implementation)
         self.padding = geometry.validate_padding(padding)
         self.activation = keras.activations.get(activation)
@@ -79,7 +74,7 @@ class CrossCorrelation2D(keras.layers.Layer):
         return geometry.resolve_padding(self.padding, self.kernel_size)
 
     def build(self, input_shape):
-        axis = _base.channel_axis(self.data_format)
+        axis = geometry.channel_axis(self.data_format)
         channels = input_shape[axis]
         if channels is None or channels <= 0:
             raise ValueError(
@@ -106,7 +101,7 @@ class CrossCorrelation2D(keras.layers.Layer):
         if self.use_bias:
             outputs = tf.nn.bias_add(
                 outputs, tf.cast(self.bias, self.compute_dtype),
-                data_format="NHWC" if self.data_format == "channels_last" else "NCHW")
+                data_format=geometry.tf_data_format(self.data_format))
         if self.activation is not None:
             outputs = self.activation(outputs)
         return outputs

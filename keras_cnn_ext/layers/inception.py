@@ -14,9 +14,8 @@ padding), and the output has ``#1x1 + #3x3 + #5x5 + pool proj`` channels.
 
 import keras
 
-from keras_cnn_ext.layers.residual import (
-    apply_layers, build_layers, channel_axis, conv2d_layers, normalize_layers, pool2d_layers,
-    spatial_dims, trace_layers, with_spatial,
+from keras_cnn_ext.layers.factory import (
+    apply_layers, build_layers, conv2d_layers, normalize_layers, pool2d_layers, trace_layers,
 )
 from keras_cnn_ext.ops import geometry
 
@@ -53,12 +52,7 @@ class InceptionModule(keras.layers.Layer):
         values = (filters_1x1, filters_3x3_reduce, filters_3x3, filters_5x5_reduce,
                   filters_5x5, filters_pool_proj)
         for name, value in zip(_ARGS, values):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(
-                    f"Invalid value for argument `{name}`. Expected a positive integer. "
-                    f"Received: {name}={value!r}"
-                )
-            setattr(self, name, value)
+            setattr(self, name, geometry.normalize_int(value, name))
         self.activation = keras.activations.get(activation)
         self._activation_config = activation
         self.use_batch_norm = bool(use_batch_norm)
@@ -84,7 +78,7 @@ class InceptionModule(keras.layers.Layer):
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
-        hw = spatial_dims(input_shape, self.data_format)
+        hw = geometry.spatial_dims(input_shape, self.data_format)
         self.branches = []
         for names, branch in zip(self._NAMES, self._branches()):
             shape = input_shape
@@ -92,7 +86,8 @@ class InceptionModule(keras.layers.Layer):
             for name, (kind, filters, k) in zip(names, branch):
                 if kind == "pool":
                     chain = pool2d_layers(self.layers_kind, "max", 3, 1, "same",
-                                          data_format=self.data_format, input_hw=hw, name=name)
+                                          data_format=self.data_format, input_hw=hw,
+                                          dtype=self.dtype_policy, name=name)
                     shape = build_layers(chain, shape)
                     steps.append((chain, None, False))
                     continue
@@ -100,12 +95,13 @@ class InceptionModule(keras.layers.Layer):
                     self.layers_kind, filters, k, 1, "same", use_bias=not self.use_batch_norm,
                     kernel_initializer=self.kernel_initializer,
                     kernel_regularizer=self.kernel_regularizer, data_format=self.data_format,
-                    input_hw=hw, name=name)
+                    input_hw=hw, dtype=self.dtype_policy, name=name)
                 shape = build_layers(chain, shape)
                 norm = None
                 if self.use_batch_norm:
                     norm = keras.layers.BatchNormalization(
-                        axis=channel_axis(self.data_format), epsilon=1e-3, name=name + "_bn")
+                        axis=geometry.channel_axis(self.data_format), epsilon=1e-3,
+                        dtype=self.dtype_policy, name=name + "_bn")
                     norm.build(shape)
                 steps.append((chain, norm, True))
             self.branches.append(steps)
@@ -122,11 +118,12 @@ class InceptionModule(keras.layers.Layer):
                 if is_conv:
                     y = self.activation(y)
             outputs.append(y)
-        return keras.ops.concatenate(outputs, axis=channel_axis(self.data_format))
+        return keras.ops.concatenate(outputs, axis=geometry.channel_axis(self.data_format))
 
     def compute_output_shape(self, input_shape):
-        return with_spatial(tuple(input_shape), spatial_dims(input_shape, self.data_format),
-                            self.output_channels, self.data_format)
+        return geometry.with_spatial(tuple(input_shape),
+                                     geometry.spatial_dims(input_shape, self.data_format),
+                                     self.output_channels, self.data_format)
 
     def sublayer_shapes(self, input_shape):
         """[(sub-layer, input shape, output shape)] of every sub-layer, for the analysis."""

@@ -9,13 +9,13 @@ from keras_cnn_ext.ops import dispatch, geometry, nn
 class _Pooling2D(keras.layers.Layer):
     """Shared argument handling of the two pooling layers."""
 
-    _op_name = None
+    _op = None  # the functional op of `keras_cnn_ext.ops.nn`
 
     def __init__(self, pool_size=2, strides=None, padding=0, padding_mode="zeros",
                  data_format=None, implementation="auto", **kwargs):
         super().__init__(**kwargs)
         (self.pool_size, resolved_strides, _, self.padding_mode, self.data_format,
-         self.implementation) = nn.normalize_pool_args(
+         self.implementation) = geometry.normalize_pool_args(
             pool_size, strides, padding, padding_mode, data_format, implementation)
         self.strides = None if strides is None else resolved_strides
         self.padding = geometry.validate_padding(padding)
@@ -31,7 +31,7 @@ class _Pooling2D(keras.layers.Layer):
         return self.pool_size if self.strides is None else self.strides
 
     def build(self, input_shape):
-        axis = _base.channel_axis(self.data_format)
+        axis = geometry.channel_axis(self.data_format)
         if input_shape[axis] == 0:
             raise ValueError(
                 f"Layer '{self.name}' needs at least one input channel (axis {axis}). "
@@ -41,13 +41,12 @@ class _Pooling2D(keras.layers.Layer):
 
     def call(self, inputs):
         _base.check_not_in_xla(self, self.implementation)
-        op = getattr(nn, self._op_name)
-        return op(inputs, self.pool_size, self._strides(), self.pads,
-                  padding_mode=self.padding_mode, data_format=self.data_format,
-                  implementation=self.implementation)
+        return self._op(inputs, self.pool_size, self._strides(), self.pads,
+                        padding_mode=self.padding_mode, data_format=self.data_format,
+                        implementation=self.implementation)
 
     def compute_output_shape(self, input_shape):
-        channels = input_shape[_base.channel_axis(self.data_format)] if len(
+        channels = input_shape[geometry.channel_axis(self.data_format)] if len(
             input_shape) == 4 else None
         return _base.output_shape(input_shape, self.pool_size, self._strides(), self.pads,
                                   channels, self.data_format, self.name)
@@ -90,7 +89,7 @@ class MaxPooling2D(_Pooling2D):
            [3., 3.]], dtype=float32)
     """
 
-    _op_name = "max_pool2d"
+    _op = staticmethod(nn.max_pool2d)
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn_ext")
@@ -108,7 +107,7 @@ class MeanPooling2D(_Pooling2D):
            [5., 6.]], dtype=float32)
     """
 
-    _op_name = "mean_pool2d"
+    _op = staticmethod(nn.mean_pool2d)
 
 
 MaxPool2D = MaxPooling2D

@@ -14,141 +14,19 @@ Sub-layers are textbook layers (`CrossCorrelation2D`, `MaxPooling2D`, ... with e
 padding) for ``layers="textbook"`` or stock Keras layers for ``layers="keras"``; both spellings
 have the same weights and, for equal weights, the same outputs.
 
-This module also holds the small layer factory (`conv2d_layers`, `pool2d_layers`) that the blocks
-and the model builders share.
+Sub-layers are made by `keras_cnn_ext.layers.factory` with the block's own dtype policy, so a block
+constructed with ``dtype="mixed_float16"`` computes in float16 throughout (variables float32).
 """
 
 import keras
 
+from keras_cnn_ext.layers.factory import (
+    apply_layers, build_layers, conv2d_layers, normalize_layers, trace_layers,
+)
 from keras_cnn_ext.ops import geometry
 
-LAYER_KINDS = ("textbook", "keras")
 SHORTCUTS = ("auto", "identity", "projection", "zero_pad")
 STRIDE_PLACEMENTS = ("1x1", "3x3")
-
-
-# --------------------------------------------------------------------------------------------
-# Layer factory shared by the blocks and the builders.
-# --------------------------------------------------------------------------------------------
-
-
-def normalize_layers(value):
-    """Validates the ``layers=`` argument ("textbook" or "keras")."""
-    return geometry.normalize_choice(value, "layers", LAYER_KINDS)
-
-
-def _textbook():
-    # Imported lazily: the blocks must stay importable while the conv/pool layers load.
-    from keras_cnn_ext.layers import convolutional, pooling
-
-    return convolutional, pooling
-
-
-def _keras_padding(pads, window, strides, input_hw):
-    """The stock-Keras spelling of explicit per-side pads: 'valid', 'same' or None (pad first)."""
-    if all(p == 0 for pair in pads for p in pair):
-        return "valid"
-    if input_hw is not None and all(
-        size is not None and geometry.tf_same_pads(size, m, s) == tuple(p)
-        for size, m, s, p in zip(input_hw, window, strides, pads)
-    ):
-        return "same"
-    if all(s == 1 for s in strides) and all(
-        tuple(p) == ((m - 1) // 2, m - 1 - (m - 1) // 2) for p, m in zip(pads, window)
-    ):
-        return "same"  # stride 1: Keras 'same' pads exactly like the textbook 'same'
-    return None
-
-
-def conv2d_layers(kind, filters, kernel_size, strides=1, padding=0, *, use_bias=True,
-                  activation=None, kernel_initializer="glorot_uniform", kernel_regularizer=None,
-                  data_format=None, input_hw=None, name=None):
-    """A convolution as a list of layers to apply in order.
-
-    ``kind="textbook"`` gives one `CrossCorrelation2D` with the explicit padding.
-    ``kind="keras"`` gives one `keras.layers.Conv2D` when Keras's own padding coincides with
-    the explicit one (for the known input size `input_hw`), else a `ZeroPadding2D` (named
-    ``name + "_pad"``) followed by a 'valid' `Conv2D`: the same arithmetic either way.
-    """
-    kernel = geometry.normalize_tuple(kernel_size, "kernel_size")
-    stride = geometry.normalize_tuple(strides, "strides")
-    common = dict(use_bias=use_bias, activation=activation, kernel_initializer=kernel_initializer,
-                  kernel_regularizer=kernel_regularizer, data_format=data_format)
-    if kind == "textbook":
-        convolutional, _ = _textbook()
-        return [convolutional.CrossCorrelation2D(filters, kernel, strides=stride, padding=padding,
-                                                 name=name, **common)]
-    pads = geometry.resolve_padding(padding, kernel)
-    keras_pad = _keras_padding(pads, kernel, stride, input_hw)
-    out = []
-    if keras_pad is None:
-        out.append(keras.layers.ZeroPadding2D(pads, data_format=data_format,
-                                              name=None if name is None else name + "_pad"))
-        keras_pad = "valid"
-    out.append(keras.layers.Conv2D(filters, kernel, strides=stride, padding=keras_pad, name=name,
-                                   **common))
-    return out
-
-
-def pool2d_layers(kind, pool, pool_size, strides=None, padding=0, *, data_format=None,
-                  input_hw=None, name=None):
-    """A max (``pool="max"``) or mean (``pool="mean"``) pooling as a list of layers.
-
-    Padded cells are zeros (the book's ``padding_mode="zeros"``: they take part in the max and
-    count in the mean's divisor); the stock-Keras twin pads with `ZeroPadding2D` to match.
-    """
-    window = geometry.normalize_tuple(pool_size, "pool_size")
-    stride = window if strides is None else geometry.normalize_tuple(strides, "strides")
-    if kind == "textbook":
-        _, pooling = _textbook()
-        cls = pooling.MaxPooling2D if pool == "max" else pooling.MeanPooling2D
-        return [cls(window, strides=stride, padding=padding, data_format=data_format, name=name)]
-    pads = geometry.resolve_padding(padding, window)
-    keras_pad = "valid"
-    out = []
-    if any(p for pair in pads for p in pair):
-        # Keras 'same' pooling ignores padded cells; zeros need explicit padding.
-        out.append(keras.layers.ZeroPadding2D(pads, data_format=data_format,
-                                              name=None if name is None else name + "_pad"))
-    cls = keras.layers.MaxPooling2D if pool == "max" else keras.layers.AveragePooling2D
-    out.append(cls(window, strides=stride, padding=keras_pad, data_format=data_format, name=name))
-    return out
-
-
-def apply_layers(layer_list, x, **kwargs):
-    for layer in layer_list:
-        x = layer(x, **kwargs)
-    return x
-
-
-def build_layers(layer_list, shape):
-    """Builds each layer of a chain on its input shape; returns the chain's output shape."""
-    for layer in layer_list:
-        if not layer.built:
-            layer.build(shape)
-        shape = layer.compute_output_shape(shape)
-    return shape
-
-
-def trace_layers(layer_list, shape, records):
-    """Appends (layer, input_shape, output_shape) for each layer of a chain; returns the output
-    shape. Blocks use it to describe their sub-layers to `keras_cnn_ext.analysis`."""
-    for layer in layer_list:
-        out = tuple(layer.compute_output_shape(shape))
-        records.append((layer, tuple(shape), out))
-        shape = out
-    return shape
-
-
-# layout helpers live in geometry; re-exported here for the Inception module
-channel_axis = geometry.channel_axis
-spatial_dims = geometry.spatial_dims
-with_spatial = geometry.with_spatial
-
-
-# --------------------------------------------------------------------------------------------
-# Residual blocks.
-# --------------------------------------------------------------------------------------------
 
 
 class _ResidualBase(keras.layers.Layer):
@@ -157,15 +35,17 @@ class _ResidualBase(keras.layers.Layer):
     def __init__(self, filters, strides=1, shortcut="auto", preactivation=False,
                  activation="relu", batch_norm_momentum=0.9, batch_norm_epsilon=1e-5,
                  kernel_initializer="he_normal", kernel_regularizer=None, layers="textbook",
-                 data_format=None, **kwargs):
+                 data_format=None, kernel_size=3, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(filters, bool) or not isinstance(filters, int) or filters < 1:
-            raise ValueError(
-                "Invalid value for argument `filters`. Expected a positive integer. "
-                f"Received: filters={filters!r}"
-            )
-        self.filters = filters
+        self.filters = geometry.normalize_int(filters, "filters")
         self.strides = geometry.normalize_tuple(strides, "strides")
+        # the spatial kernel of the block (3 in the paper); square, applied with 'same' padding
+        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
+            raise ValueError(
+                "Invalid value for argument `kernel_size`. Expected a positive integer. "
+                f"Received: kernel_size={kernel_size!r}"
+            )
+        self.kernel_size = kernel_size
         self.shortcut = geometry.normalize_choice(shortcut, "shortcut", SHORTCUTS)
         if not isinstance(preactivation, bool):
             raise ValueError(
@@ -192,8 +72,8 @@ class _ResidualBase(keras.layers.Layer):
 
     def _bn(self, name):
         return keras.layers.BatchNormalization(
-            axis=channel_axis(self.data_format), momentum=self.batch_norm_momentum,
-            epsilon=self.batch_norm_epsilon, name=name)
+            axis=geometry.channel_axis(self.data_format), momentum=self.batch_norm_momentum,
+            epsilon=self.batch_norm_epsilon, dtype=self.dtype_policy, name=name)
 
     def _resolve_shortcut(self, in_channels):
         out_channels = self.output_channels
@@ -218,7 +98,7 @@ class _ResidualBase(keras.layers.Layer):
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
-        in_channels = input_shape[channel_axis(self.data_format)]
+        in_channels = input_shape[geometry.channel_axis(self.data_format)]
         if in_channels is None:
             raise ValueError(
                 f"The channel dimension of the inputs of {self.__class__.__name__} must be "
@@ -226,7 +106,8 @@ class _ResidualBase(keras.layers.Layer):
             )
         self._shortcut_mode = self._resolve_shortcut(in_channels)
         common = dict(use_bias=False, kernel_initializer=self.kernel_initializer,
-                      kernel_regularizer=self.kernel_regularizer, data_format=self.data_format)
+                      kernel_regularizer=self.kernel_regularizer, data_format=self.data_format,
+                      dtype=self.dtype_policy)
         self.convs, self.norms = [], []
         if self.preactivation:
             self.preact_norm = self._bn("preact_bn")
@@ -238,7 +119,7 @@ class _ResidualBase(keras.layers.Layer):
                 norm.build(shape)
                 self.norms.append(norm)
             conv = conv2d_layers(self.layers_kind, f, k, s, "same",
-                                 input_hw=spatial_dims(shape, self.data_format),
+                                 input_hw=geometry.spatial_dims(shape, self.data_format),
                                  name=f"conv{i + 1}", **common)
             shape = build_layers(conv, shape)
             self.convs.append(conv)
@@ -271,15 +152,15 @@ class _ResidualBase(keras.layers.Layer):
                     y = layer(y)
             return y
         # zero_pad (option A): subsample, then zero channels on both sides
-        sh, sw = self.strides
-        if self.data_format == "channels_last":
-            y = x[:, ::sh, ::sw, :]
-        else:
-            y = x[:, :, ::sh, ::sw]
-        extra = self.output_channels - x.shape[channel_axis(self.data_format)]
+        index = [slice(None)] * 4
+        for axis, stride in zip(geometry.spatial_axes(self.data_format), self.strides):
+            index[axis] = slice(None, None, stride)
+        y = x[tuple(index)]
+        axis = geometry.channel_axis(self.data_format)
+        extra = self.output_channels - x.shape[axis]
         if extra:
             pads = [[0, 0]] * 4
-            pads[channel_axis(self.data_format)] = [extra // 2, extra - extra // 2]
+            pads[axis] = [extra // 2, extra - extra // 2]
             y = keras.ops.pad(y, pads)
         return y
 
@@ -302,12 +183,13 @@ class _ResidualBase(keras.layers.Layer):
         return self.activation(y + self._shortcut(x, x, training))
 
     def compute_output_shape(self, input_shape):
-        hw = spatial_dims(input_shape, self.data_format)
+        hw = geometry.spatial_dims(input_shape, self.data_format)
         for k, s, _ in self._main_path():
             window = (k, k)
-            pads = geometry.resolve_padding("same", window)
-            hw = geometry.spatial_output_shape(hw, window, geometry.normalize_tuple(s, "s"), pads)
-        return with_spatial(tuple(input_shape), hw, self.output_channels, self.data_format)
+            hw = geometry.spatial_output_shape(hw, window, geometry.normalize_tuple(s, "strides"),
+                                               geometry.same_pads(window))
+        return geometry.with_spatial(tuple(input_shape), hw, self.output_channels,
+                                     self.data_format)
 
     def sublayer_shapes(self, input_shape):
         """[(sub-layer, input shape, output shape)] of every sub-layer, for the analysis."""
@@ -338,6 +220,7 @@ class _ResidualBase(keras.layers.Layer):
         config.update({
             "filters": self.filters,
             "strides": self.strides,
+            "kernel_size": self.kernel_size,
             "shortcut": self.shortcut,
             "preactivation": self.preactivation,
             "activation": self._activation_config if isinstance(self._activation_config, str)
@@ -371,6 +254,7 @@ class ResidualBlock(_ResidualBase):
         kernel_initializer, kernel_regularizer: for every convolution.
         layers: "textbook" (this package's layers) or "keras" (stock Keras layers).
         data_format: "channels_last" or "channels_first".
+        kernel_size: the (square) kernel of both convolutions, 3 in the paper; padded 'same'.
 
     Example:
 
@@ -380,7 +264,8 @@ class ResidualBlock(_ResidualBase):
     """
 
     def _main_path(self):
-        return [(3, self.strides, self.filters), (3, 1, self.filters)]
+        k = self.kernel_size
+        return [(k, self.strides, self.filters), (k, 1, self.filters)]
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn_ext")
@@ -398,7 +283,7 @@ class BottleneckBlock(_ResidualBase):
         strides: the block's stride.
         expansion: the output-channel multiplier, 4 in the paper.
         stride_on: "1x1" (paper) or "3x3".
-        Others: as `ResidualBlock`.
+        Others: as `ResidualBlock` (``kernel_size`` is that of the middle convolution).
 
     Example:
 
@@ -409,18 +294,13 @@ class BottleneckBlock(_ResidualBase):
 
     def __init__(self, filters, strides=1, expansion=4, stride_on="1x1", **kwargs):
         super().__init__(filters, strides=strides, **kwargs)
-        if isinstance(expansion, bool) or not isinstance(expansion, int) or expansion < 1:
-            raise ValueError(
-                "Invalid value for argument `expansion`. Expected a positive integer. "
-                f"Received: expansion={expansion!r}"
-            )
-        self.expansion = expansion
+        self.expansion = geometry.normalize_int(expansion, "expansion")
         self.stride_on = geometry.normalize_choice(stride_on, "stride_on", STRIDE_PLACEMENTS)
 
     def _main_path(self):
         s1, s3 = (self.strides, 1) if self.stride_on == "1x1" else (1, self.strides)
         f = self.filters
-        return [(1, s1, f), (3, s3, f), (1, 1, f * self.expansion)]
+        return [(1, s1, f), (self.kernel_size, s3, f), (1, 1, f * self.expansion)]
 
     def get_config(self):
         config = super().get_config()

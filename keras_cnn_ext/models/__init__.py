@@ -2,7 +2,14 @@
 
 All builders return a functional `keras.Model` with the papers' layer names and share the
 arguments `input_shape`, `num_classes`, `include_top=True`, `pooling=None|"avg"|"max"`,
-`classifier_activation="softmax"` and `layers="textbook"|"keras"`.
+`classifier_activation="softmax"`, `layers="textbook"|"keras"` and `data_format` (default:
+`keras.config.image_data_format()`). Every builder registers itself where it is defined
+(`register_model`), so `list_models()` / `get_model(name)` know them all.
+
+>>> "resnet50" in list_models()
+True
+>>> get_model("lenet5", layers="keras").output_shape
+(None, 10)
 """
 
 from keras_cnn_ext.models.alexnet import alexnet
@@ -10,14 +17,14 @@ from keras_cnn_ext.models.googlenet import googlenet
 from keras_cnn_ext.models.lenet import lenet5
 from keras_cnn_ext.models.registry import get_model, list_models, register_model
 from keras_cnn_ext.models.resnet import (
-    resnet18, resnet20, resnet32, resnet34, resnet44, resnet50, resnet56, resnet101, resnet110,
-    resnet152,
+    cifar_resnet, resnet18, resnet20, resnet32, resnet34, resnet44, resnet50, resnet56,
+    resnet101, resnet110, resnet152,
 )
 from keras_cnn_ext.models.vgg import vgg, vgg11, vgg11_lrn, vgg13, vgg16, vgg16_c, vgg19
 
 __all__ = [
     "lenet5", "alexnet", "vgg", "vgg11", "vgg11_lrn", "vgg13", "vgg16_c", "vgg16", "vgg19",
     "googlenet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet20",
-    "resnet32", "resnet44", "resnet56", "resnet110", "get_model", "list_models",
+    "resnet32", "resnet44", "resnet56", "resnet110", "cifar_resnet", "get_model", "list_models",
     "register_model",
 ]

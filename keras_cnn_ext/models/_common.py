@@ -2,44 +2,56 @@
 
 import keras
 
-from keras_cnn_ext.layers.residual import conv2d_layers, normalize_layers, pool2d_layers
+from keras_cnn_ext.layers.factory import conv2d_layers, normalize_layers, pool2d_layers
+from keras_cnn_ext.layers.normalization import LocalResponseNormalization
+from keras_cnn_ext.ops import geometry
 
 POOLINGS = (None, "avg", "max")
 
 
-def check_common(name, input_shape, num_classes, include_top, pooling, default_shape):
-    """Validates the arguments every builder shares; returns the input shape as a tuple."""
+def check_common(name, input_shape, num_classes, include_top, pooling, default_hw,
+                 default_channels=3, data_format=None):
+    """Validates the arguments every builder shares.
+
+    Args:
+        default_hw, default_channels: the paper's input, used when `input_shape` is None.
+        data_format: "channels_last", "channels_first" or None (Keras' setting,
+            `keras.config.image_data_format()`); `input_shape` is read in that layout, as in
+            `keras.applications`.
+
+    Returns:
+        (input_shape as a tuple, data_format).
+    """
+    data_format = geometry.normalize_data_format(data_format)
     if input_shape is None:
-        input_shape = default_shape
+        input_shape = geometry.image_shape(default_hw, default_channels, data_format)
+    layout = "(height, width, channels)" if data_format == "channels_last" else (
+        "(channels, height, width)")
     if (not hasattr(input_shape, "__len__") or len(input_shape) != 3
             or not all(d is None or (isinstance(d, int) and not isinstance(d, bool) and d > 0)
                        for d in input_shape)):
         raise ValueError(
-            "Invalid value for argument `input_shape`. Expected a tuple (height, width, "
-            f"channels) of positive integers. Received: input_shape={input_shape!r}"
+            f"Invalid value for argument `input_shape`. Expected a tuple {layout} of positive "
+            f"integers. Received: input_shape={input_shape!r}"
         )
-    if input_shape[-1] is None:
+    if input_shape[geometry.channel_axis(data_format)] is None:
         raise ValueError(
-            "Invalid value for argument `input_shape`. Expected a defined number of channels. "
-            f"Received: input_shape={input_shape!r}"
+            "Invalid value for argument `input_shape`. Expected a defined number of channels "
+            f"{layout}. Received: input_shape={input_shape!r}"
         )
     if not isinstance(include_top, bool):
         raise ValueError(
             "Invalid value for argument `include_top`. Expected True or False. "
             f"Received: include_top={include_top!r}"
         )
-    if include_top and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
-                        or num_classes < 1):
-        raise ValueError(
-            "Invalid value for argument `num_classes`. Expected a positive integer. "
-            f"Received: num_classes={num_classes!r}"
-        )
+    if include_top:
+        geometry.normalize_int(num_classes, "num_classes")
     if pooling not in POOLINGS:
         raise ValueError(
             "Invalid value for argument `pooling`. Expected one of None, 'avg', 'max'. "
             f"Received: pooling={pooling!r}"
         )
-    return tuple(input_shape)
+    return tuple(input_shape), data_format
 
 
 class Net:
@@ -47,14 +59,16 @@ class Net:
 
     Args:
         model_name: used in error messages.
-        layers: "textbook" or "keras" (see `keras_cnn_ext.layers.residual.conv2d_layers`).
+        layers: "textbook" or "keras" (see `keras_cnn_ext.layers.factory.conv2d_layers`).
         input_shape: the model's input shape, for error messages.
+        data_format: the layout every layer of the model uses.
     """
 
-    def __init__(self, model_name, layers, input_shape):
+    def __init__(self, model_name, layers, input_shape, data_format):
         self.model_name = model_name
         self.kind = normalize_layers(layers)
         self.input_shape = input_shape
+        self.data_format = data_format
 
     def _too_small(self, layer_name, detail):
         return ValueError(
@@ -75,51 +89,67 @@ class Net:
             x = y
         return x
 
+    def _hw(self, x):
+        return geometry.spatial_dims(x.shape, self.data_format)
+
     def conv(self, x, filters, kernel_size, strides=1, padding=0, *, name, activation=None,
              use_bias=True, kernel_initializer="glorot_uniform"):
         chain = conv2d_layers(self.kind, filters, kernel_size, strides, padding, name=name,
                               activation=activation, use_bias=use_bias,
                               kernel_initializer=kernel_initializer,
-                              input_hw=tuple(x.shape[1:3]))
+                              data_format=self.data_format, input_hw=self._hw(x))
         return self.apply(chain, x)
 
     def pool(self, x, pool, pool_size, strides=None, padding=0, *, name):
         chain = pool2d_layers(self.kind, pool, pool_size, strides, padding, name=name,
-                              input_hw=tuple(x.shape[1:3]))
+                              data_format=self.data_format, input_hw=self._hw(x))
         return self.apply(chain, x)
 
     def dense(self, x, units, *, name, activation=None):
         return self.apply(keras.layers.Dense(units, activation=activation, name=name), x)
 
+    def batch_norm(self, x, *, name, **kwargs):
+        return keras.layers.BatchNormalization(
+            axis=geometry.channel_axis(self.data_format), name=name, **kwargs)(x)
 
-def global_pool(x, pooling, name="pool"):
-    if pooling == "avg":
-        return keras.layers.GlobalAveragePooling2D(name="avg_" + name)(x)
-    if pooling == "max":
-        return keras.layers.GlobalMaxPooling2D(name="max_" + name)(x)
-    return x
+    def lrn(self, x, *, name):
+        return self.apply(LocalResponseNormalization(data_format=self.data_format, name=name), x)
 
+    def flatten(self, x, name="flatten"):
+        # Flatten in channels_last order whatever the layout, so that the dense weights of a
+        # channels_first model equal those of its channels_last twin.
+        return keras.layers.Flatten(data_format=self.data_format, name=name)(x)
 
-def global_pool_head(x, include_top, pooling, num_classes, classifier_activation, *,
-                     dropout=None, fc_name="fc"):
-    """The head of ResNet / GoogLeNet: global average pooling (+ dropout) + one dense layer."""
-    if not include_top:
-        return global_pool(x, pooling)
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    if dropout:
-        x = keras.layers.Dropout(dropout, name="dropout")(x)
-    return keras.layers.Dense(num_classes, activation=classifier_activation, name=fc_name)(x)
+    def global_pool(self, x, pooling, name="pool"):
+        if pooling == "avg":
+            return keras.layers.GlobalAveragePooling2D(data_format=self.data_format,
+                                                       name="avg_" + name)(x)
+        if pooling == "max":
+            return keras.layers.GlobalMaxPooling2D(data_format=self.data_format,
+                                                   name="max_" + name)(x)
+        return x
 
-
-def dense_head(net, x, dense, include_top, pooling, num_classes, classifier_activation, *,
-               dropout=0.5, fc_name="fc8"):
-    """The head of AlexNet / VGG: flatten, the hidden dense layers (ReLU + dropout), the
-    classifier; or, without the top, the optional global pooling."""
-    if not include_top:
-        return global_pool(x, pooling)
-    x = keras.layers.Flatten(name="flatten")(x)
-    for layer_name, units in dense:
-        x = net.dense(x, units, activation="relu", name=layer_name)
+    def global_pool_head(self, x, include_top, pooling, num_classes, classifier_activation, *,
+                         dropout=None, fc_name="fc"):
+        """The head of ResNet / GoogLeNet: global average pooling (+ dropout) + one dense
+        layer; without the top, the optional global pooling."""
+        if not include_top:
+            return self.global_pool(x, pooling)
+        x = self.global_pool(x, "avg")
         if dropout:
-            x = keras.layers.Dropout(dropout, name=f"drop{layer_name[2:]}")(x)
-    return net.dense(x, num_classes, activation=classifier_activation, name=fc_name)
+            x = keras.layers.Dropout(dropout, name="dropout")(x)
+        return keras.layers.Dense(num_classes, activation=classifier_activation,
+                                  name=fc_name)(x)
+
+    def dense_head(self, x, dense, include_top, pooling, num_classes, classifier_activation, *,
+                   dropout=0.5, fc_name="fc8"):
+        """The head of AlexNet / VGG: flatten, the hidden dense layers (ReLU + dropout), the
+        classifier; or, without the top, the optional global pooling."""
+        if not include_top:
+            return self.global_pool(x, pooling)
+        x = self.flatten(x)
+        for layer_name, units in dense:
+            x = self.dense(x, units, activation="relu", name=layer_name)
+            if dropout:
+                x = keras.layers.Dropout(dropout, name=f"drop{layer_name[2:]}")(x)
+        return self.dense(x, num_classes, activation=classifier_activation, name=fc_name)

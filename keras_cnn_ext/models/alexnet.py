@@ -8,8 +8,8 @@ last feature map is 6x6x256, as in the paper, and there are 62,378,344 parameter
 
 import keras
 
-from keras_cnn_ext.layers.normalization import LocalResponseNormalization
-from keras_cnn_ext.models._common import Net, check_common, dense_head
+from keras_cnn_ext.models._common import Net, check_common
+from keras_cnn_ext.models.registry import register_model
 
 # (name, filters, kernel, stride, padding, lrn, pool)
 ALEXNET_CONFIG = (
@@ -24,32 +24,39 @@ ALEXNET_DENSE = (("fc6", 4096), ("fc7", 4096))
 
 def _alexnet(name, config, dense, input_shape=None, num_classes=1000, include_top=True,
              pooling=None, classifier_activation="softmax", layers="textbook", lrn=True,
-             dropout=0.5):
-    input_shape = check_common(name, input_shape, num_classes, include_top, pooling,
-                               (227, 227, 3))
-    net = Net(name, layers, input_shape)
+             dropout=0.5, data_format=None):
+    input_shape, data_format = check_common(name, input_shape, num_classes, include_top,
+                                            pooling, (227, 227), 3, data_format)
+    net = Net(name, layers, input_shape, data_format)
     inputs = keras.Input(input_shape, name="input")
     x = inputs
     for i, (layer_name, filters, k, s, p, use_lrn, use_pool) in enumerate(config, start=1):
         x = net.conv(x, filters, k, s, p, activation="relu", name=layer_name)
         if use_lrn and lrn:
-            x = net.apply(LocalResponseNormalization(name=f"norm{i}"), x)
+            x = net.lrn(x, name=f"norm{i}")
         if use_pool:
             x = net.pool(x, "max", 3, 2, 0, name=f"pool{i}")
-    x = dense_head(net, x, dense, include_top, pooling, num_classes, classifier_activation,
-                   dropout=dropout)
+    x = net.dense_head(x, dense, include_top, pooling, num_classes, classifier_activation,
+                       dropout=dropout)
     return keras.Model(inputs, x, name=name)
 
 
+@register_model
 def alexnet(input_shape=None, num_classes=1000, include_top=True, pooling=None,
-            classifier_activation="softmax", layers="textbook", lrn=True, dropout=0.5):
+            classifier_activation="softmax", layers="textbook", lrn=True, dropout=0.5,
+            data_format=None):
     """AlexNet, single tower: 62,378,344 parameters at 227x227x3 with 1000 classes.
 
     Args:
         input_shape: default (227, 227, 3); the smallest input that fits is 67x67.
-        num_classes, include_top, pooling, classifier_activation, layers: as for `lenet5`.
+        num_classes, include_top, pooling, classifier_activation, layers, data_format: as
+            for `lenet5`.
         lrn: include the local response normalisation after conv1 and conv2.
         dropout: the dropout rate after fc6 and fc7 (0 disables it).
+
+    >>> alexnet(input_shape=(67, 67, 3), num_classes=10, layers="keras").output_shape
+    (None, 10)
     """
     return _alexnet("alexnet", ALEXNET_CONFIG, ALEXNET_DENSE, input_shape, num_classes,
-                    include_top, pooling, classifier_activation, layers, lrn, dropout)
+                    include_top, pooling, classifier_activation, layers, lrn, dropout,
+                    data_format)

@@ -1,30 +1,49 @@
-"""Model registry: one name per builder; drives the command line and the test matrix."""
+"""Model registry: one name per builder; drives the command line and the test matrix.
 
-from keras_cnn_ext.models.alexnet import alexnet
-from keras_cnn_ext.models.googlenet import googlenet
-from keras_cnn_ext.models.lenet import lenet5
-from keras_cnn_ext.models.resnet import (
-    resnet18, resnet20, resnet32, resnet34, resnet44, resnet50, resnet56, resnet101, resnet110,
-    resnet152,
-)
-from keras_cnn_ext.models.vgg import vgg11, vgg11_lrn, vgg13, vgg16, vgg16_c, vgg19
+Builders register themselves where they are defined, the way timm's do::
+
+    @register_model(aliases=("vgg_d",))
+    def vgg16(**kwargs):
+        \"\"\"VGG configuration D ...\"\"\"
+        return vgg("D", **kwargs)
+
+so adding a model is one edit in its family's module. `keras_cnn_ext.models` imports every
+family module, which fills the registry.
+
+>>> get_model("lenet5", layers="keras").count_params()
+61706
+"""
 
 _REGISTRY = {}
-# paper spellings accepted by `get_model` but not listed
-_ALIASES = {"vgg_a": "vgg11", "vgg_a_lrn": "vgg11_lrn", "vgg_b": "vgg13", "vgg_c": "vgg16_c",
-            "vgg_d": "vgg16", "vgg_e": "vgg19", "inception_v1": "googlenet"}
+_ALIASES = {}  # other spellings accepted by `get_model` but not listed (e.g. the papers')
 
 
-def register_model(fn, name=None):
-    """Adds a builder under `name` (default: the function's name); returns the builder."""
-    _REGISTRY[name or fn.__name__] = fn
-    return fn
+def _key(name):
+    return name.lower().replace("-", "_")
 
 
-for _fn in (lenet5, alexnet, vgg11, vgg11_lrn, vgg13, vgg16_c, vgg16, vgg19, googlenet,
-            resnet18, resnet34, resnet50, resnet101, resnet152, resnet20, resnet32, resnet44,
-            resnet56, resnet110):
-    register_model(_fn)
+def register_model(fn=None, *, name=None, aliases=()):
+    """Registers a builder under `name` (default: the function's name) and `aliases`.
+
+    Usable as ``@register_model``, ``@register_model(aliases=(...))`` or
+    ``register_model(fn, name="...")``; returns the builder unchanged.
+
+    Raises:
+        ValueError: the name or an alias is already registered.
+    """
+    def register(builder):
+        key = _key(name or builder.__name__)
+        for taken in (key,) + tuple(_key(a) for a in aliases):
+            if taken in _REGISTRY or taken in _ALIASES:
+                raise ValueError(
+                    f"Invalid value for argument `name`. Expected a model name that is not "
+                    f"registered yet. Received: name={taken!r}"
+                )
+        _REGISTRY[key] = builder
+        _ALIASES.update({_key(a): key for a in aliases})
+        return builder
+
+    return register if fn is None else register(fn)
 
 
 def list_models():
@@ -33,13 +52,12 @@ def list_models():
 
 
 def get_model(name, **kwargs):
-    """Builds the registered model `name` with the builder's keyword arguments.
+    """Builds the registered model `name` (or an alias) with the builder's keyword arguments.
 
-    >>> get_model("lenet5", layers="keras").count_params()
-    61706
+    Raises:
+        ValueError: an unknown name; the message lists the registered ones.
     """
-    key = name.lower().replace("-", "_") if isinstance(name, str) else name
-    key = _ALIASES.get(key, key)
+    key = _ALIASES.get(_key(name), _key(name)) if isinstance(name, str) else name
     if key not in _REGISTRY:
         raise ValueError(
             f"Invalid value for argument `name`. Expected one of {', '.join(list_models())}. "

@@ -13,12 +13,27 @@ CIFAR (20, 32, 44, 56, 110 = 6n + 2 layers): conv1 3x3 16 -> three stages of n b
 with 16, 32, 64 filters (32x32, 16x16, 8x8 maps) -> global average pooling -> fc 10, with the
 parameter-free zero-padding shortcut (option A) when the shape changes: 0.27M / 0.46M / 0.66M /
 0.85M / 1.7M parameters, as the paper's Table 6.
+
+Keyword arguments of the builders (all optional):
+
+* every network: ``num_classes``, ``include_top``, ``pooling``, ``classifier_activation``,
+  ``layers``, ``data_format`` as for `lenet5`; ``input_shape`` (any input of at least 1x1
+  works, the head is a global pooling); ``preactivation`` (the pre-activation blocks of
+  ResNet v2, with a final BN + ReLU); ``shortcut``;
+* ImageNet networks: ``input_shape`` (224, 224, 3) and ``num_classes`` 1000 by default;
+  ``shortcut`` "auto" (projection where the shape changes: option B), "projection" (option C)
+  or "zero_pad" (option A); ``stride_on`` for the bottleneck networks: "1x1" (the paper) or
+  "3x3" (torchvision's v1.5);
+* CIFAR networks: ``input_shape`` (32, 32, 3) and ``num_classes`` 10 by default; ``shortcut``
+  "zero_pad" (option A, the paper's choice here), "auto" or "projection".
 """
 
 import keras
 
 from keras_cnn_ext.layers.residual import BottleneckBlock, ResidualBlock
-from keras_cnn_ext.models._common import Net, check_common, global_pool_head
+from keras_cnn_ext.models._common import Net, check_common
+from keras_cnn_ext.models.registry import register_model
+from keras_cnn_ext.ops import geometry
 
 # depth -> (block, blocks per stage); stage widths 64, 128, 256, 512
 RESNET_CONFIGS = {
@@ -39,125 +54,211 @@ _BN = dict(momentum=0.9, epsilon=1e-5)
 def _stem_conv(net, x, filters, k, s, p):
     x = net.conv(x, filters, k, s, p, use_bias=False, kernel_initializer="he_normal",
                  name="conv1")
-    x = keras.layers.BatchNormalization(name="conv1_bn", **_BN)(x)
+    x = net.batch_norm(x, name="conv1_bn", **_BN)
     return keras.layers.ReLU(name="conv1_relu")(x)
 
 
-def _stages(net, x, block, widths, depths, first_stage, block_kwargs):
-    for stage, (width, n) in enumerate(zip(widths, depths)):
-        for i in range(n):
-            strides = 2 if (stage > 0 and i == 0) else 1
-            cls = ResidualBlock if block == "basic" else BottleneckBlock
-            x = net.apply(cls(width, strides=strides, layers=net.kind,
-                              name=f"conv{stage + first_stage}_{i + 1}", **block_kwargs), x)
+def cifar_stem(filters=16, kernel_size=3, strides=1):
+    """The table row of the CIFAR networks' first convolution "conv1" ('same' padding)."""
+    return ("conv1", "conv", filters, kernel_size, strides, (kernel_size - 1) // 2)
+
+
+def resnet_stage(index, filters, blocks, strides=2, kernel_size=3):
+    """The table rows of stage "conv{index}_x": `blocks` residual blocks "conv{index}_{i}",
+    the first with `strides`; each block maps a map of size I to ceil(I / stride) ('same').
+
+    Rows are (name, kind, filters, kernel, stride, padding).
+    """
+    return tuple((f"conv{index}_{i}", "block", filters, kernel_size, strides if i == 1 else 1,
+                  "same") for i in range(1, blocks + 1))
+
+
+def resnet_config(widths, depths, strides=None, kernel_sizes=3, first_stage=2):
+    """The block table of all stages; by default the first stage keeps the size and every
+    later one starts with a stride-2 block, as in the paper."""
+    n = len(widths)
+    if strides is None:
+        strides = (1,) + (2,) * (n - 1)
+    kernels = tuple(kernel_sizes) if isinstance(kernel_sizes, (list, tuple)) else (
+        (kernel_sizes,) * n)
+    for arg, value in (("depths", depths), ("strides", strides), ("kernel_sizes", kernels)):
+        if len(value) != n:
+            raise ValueError(
+                f"Invalid value for argument `{arg}`. Expected {n} values (one per stage). "
+                f"Received: {arg}={value!r}"
+            )
+    return sum((resnet_stage(first_stage + i, w, d, s, k)
+                for i, (w, d, s, k) in enumerate(zip(widths, depths, strides, kernels))), ())
+
+
+def _stages(net, x, block, rows, block_kwargs):
+    cls = ResidualBlock if block == "basic" else BottleneckBlock
+    for layer_name, _, width, k, s, _ in rows:
+        x = net.apply(cls(width, strides=s, kernel_size=k, layers=net.kind,
+                          data_format=net.data_format, name=layer_name, **block_kwargs), x)
     return x
+
+
+def _finish(net, inputs, x, preactivation, include_top, pooling, num_classes,
+            classifier_activation):
+    """ResNet v2's final BN + ReLU, the head and the model."""
+    if preactivation:
+        x = net.batch_norm(x, name="post_bn", **_BN)
+        x = keras.layers.ReLU(name="post_relu")(x)
+    x = net.global_pool_head(x, include_top, pooling, num_classes, classifier_activation)
+    return keras.Model(inputs, x, name=net.model_name)
 
 
 def _resnet(name, config, input_shape=None, num_classes=1000, include_top=True, pooling=None,
             classifier_activation="softmax", layers="textbook", stride_on="1x1",
-            preactivation=False, shortcut="auto"):
+            preactivation=False, shortcut="auto", data_format=None):
     block, depths = config
-    input_shape = check_common(name, input_shape, num_classes, include_top, pooling,
-                               (224, 224, 3))
-    net = Net(name, layers, input_shape)
+    input_shape, data_format = check_common(name, input_shape, num_classes, include_top,
+                                            pooling, (224, 224), 3, data_format)
+    net = Net(name, layers, input_shape, data_format)
     inputs = keras.Input(input_shape, name="input")
     x = _stem_conv(net, inputs, 64, 7, 2, 3)
     x = net.pool(x, "max", 3, 2, 1, name="pool1")
     kwargs = dict(preactivation=preactivation, shortcut=shortcut)
     if block == "bottleneck":
         kwargs["stride_on"] = stride_on
-    x = _stages(net, x, block, RESNET_WIDTHS, depths, 2, kwargs)
-    if preactivation:
-        x = keras.layers.BatchNormalization(name="post_bn", **_BN)(x)
-        x = keras.layers.ReLU(name="post_relu")(x)
-    x = global_pool_head(x, include_top, pooling, num_classes, classifier_activation)
-    return keras.Model(inputs, x, name=name)
+    x = _stages(net, x, block, resnet_config(RESNET_WIDTHS, depths), kwargs)
+    return _finish(net, inputs, x, preactivation, include_top, pooling, num_classes,
+                   classifier_activation)
 
 
 def _cifar_resnet(name, n, input_shape=None, num_classes=10, include_top=True, pooling=None,
                   classifier_activation="softmax", layers="textbook", shortcut="zero_pad",
-                  preactivation=False):
-    input_shape = check_common(name, input_shape, num_classes, include_top, pooling,
-                               (32, 32, 3))
-    net = Net(name, layers, input_shape)
+                  preactivation=False, data_format=None, depths=None,
+                  filters=CIFAR_RESNET_WIDTHS, strides=None, kernel_sizes=3, block="basic",
+                  stem_filters=16, stem_kernel=3, stem_stride=1):
+    input_shape, data_format = check_common(name, input_shape, num_classes, include_top,
+                                            pooling, (32, 32), 3, data_format)
+    block = geometry.normalize_choice(block, "block", ("basic", "bottleneck"))
+    net = Net(name, layers, input_shape, data_format)
     inputs = keras.Input(input_shape, name="input")
-    x = _stem_conv(net, inputs, 16, 3, 1, 1)
-    x = _stages(net, x, "basic", CIFAR_RESNET_WIDTHS, (n, n, n), 2,
+    x = _stem_conv(net, inputs, *cifar_stem(stem_filters, stem_kernel, stem_stride)[2:])
+    depths = (n,) * len(filters) if depths is None else depths
+    x = _stages(net, x, block, resnet_config(filters, depths, strides, kernel_sizes),
                 dict(preactivation=preactivation, shortcut=shortcut))
-    if preactivation:
-        x = keras.layers.BatchNormalization(name="post_bn", **_BN)(x)
-        x = keras.layers.ReLU(name="post_relu")(x)
-    x = global_pool_head(x, include_top, pooling, num_classes, classifier_activation)
-    return keras.Model(inputs, x, name=name)
+    return _finish(net, inputs, x, preactivation, include_top, pooling, num_classes,
+                   classifier_activation)
 
 
-_IMAGENET_DOC = """ResNet-{depth} (ImageNet, Table 1): {params} trainable parameters at 224x224x3.
+def cifar_resnet(depths=(3, 3, 3), filters=CIFAR_RESNET_WIDTHS, strides=None, kernel_sizes=3,
+                 block="basic", stem_filters=16, stem_kernel=3, stem_stride=1, **kwargs):
+    """A CIFAR-style ResNet with any stage layout (section 4.2 generalised).
 
-    Args:
-        input_shape: default (224, 224, 3); any input of at least 1x1 works (global pooling).
-        num_classes, include_top, pooling, classifier_activation: as for `lenet5`.
-        layers: "textbook" (this package's layers) or "keras" (stock Keras layers).
-        stride_on: bottleneck networks: "1x1" (the paper) or "3x3" (torchvision's v1.5).
-        preactivation: use the pre-activation blocks of ResNet v2 (with a final BN + ReLU).
-        shortcut: "auto" (projection where the shape changes: option B), "projection"
-            (option C) or "zero_pad" (option A).
-    """
-
-_CIFAR_DOC = """ResNet-{depth} for CIFAR-10 (section 4.2, n={n}): {params} trainable parameters.
+    conv1 (`stem_kernel` / `stem_stride`, 'same', `stem_filters`, BN, ReLU) -> one stage per
+    entry of `filters` with `depths[i]` blocks -> global average pooling -> fc. The defaults
+    are ResNet-20. Used by `keras_cnn_ext.tuning.HyperResNet`; not in the registry.
 
     Args:
-        input_shape: default (32, 32, 3); any input of at least 1x1 works.
-        num_classes: default 10. include_top, pooling, classifier_activation, layers: as for
-            `lenet5`.
-        shortcut: "zero_pad" (option A, the paper's choice here) or "auto" / "projection".
-        preactivation: pre-activation blocks (ResNet v2).
+        depths: blocks per stage.
+        filters: width of each stage (a bottleneck stage outputs 4x as many channels).
+        strides: stride of each stage's first block; default 1, then 2 for every later stage.
+        kernel_sizes: the blocks' kernel, one value or one per stage (3 in the paper).
+        block: "basic" or "bottleneck".
+        stem_filters, stem_kernel, stem_stride: the first convolution.
+        **kwargs: as for `resnet20` (input_shape, num_classes, shortcut, preactivation, ...).
+
+    >>> cifar_resnet(layers="keras").count_params() == resnet20(layers="keras").count_params()
+    True
     """
+    return _cifar_resnet("cifar_resnet", None, depths=tuple(depths), filters=tuple(filters),
+                         strides=strides, kernel_sizes=kernel_sizes, block=block,
+                         stem_filters=stem_filters, stem_kernel=stem_kernel,
+                         stem_stride=stem_stride, **kwargs)
 
 
+@register_model
 def resnet18(**kwargs):
+    """ResNet-18 (ImageNet, Table 1; basic blocks 2-2-2-2): 11,689,512 trainable parameters.
+
+    Keyword arguments: see the module docstring (ImageNet networks).
+    """
     return _resnet("resnet18", RESNET_CONFIGS[18], **kwargs)
 
 
+@register_model
 def resnet34(**kwargs):
+    """ResNet-34 (ImageNet, Table 1; basic blocks 3-4-6-3): 21,797,672 trainable parameters.
+
+    Keyword arguments: see the module docstring (ImageNet networks).
+    """
     return _resnet("resnet34", RESNET_CONFIGS[34], **kwargs)
 
 
+@register_model
 def resnet50(**kwargs):
+    """ResNet-50 (ImageNet, Table 1; bottlenecks 3-4-6-3): 25,557,032 trainable parameters.
+
+    Keyword arguments: see the module docstring (ImageNet networks).
+    """
     return _resnet("resnet50", RESNET_CONFIGS[50], **kwargs)
 
 
+@register_model
 def resnet101(**kwargs):
+    """ResNet-101 (ImageNet, Table 1; bottlenecks 3-4-23-3): 44,549,160 trainable parameters.
+
+    Keyword arguments: see the module docstring (ImageNet networks).
+    """
     return _resnet("resnet101", RESNET_CONFIGS[101], **kwargs)
 
 
+@register_model
 def resnet152(**kwargs):
+    """ResNet-152 (ImageNet, Table 1; bottlenecks 3-8-36-3): 60,192,808 trainable parameters.
+
+    Keyword arguments: see the module docstring (ImageNet networks).
+    """
     return _resnet("resnet152", RESNET_CONFIGS[152], **kwargs)
 
 
+@register_model
 def resnet20(**kwargs):
+    """ResNet-20 for CIFAR-10 (section 4.2, n=3): 269,722 trainable parameters.
+
+    Keyword arguments: see the module docstring (CIFAR networks).
+
+    >>> resnet20(layers="keras").count_params()  # + 1,376 batch-norm moving statistics
+    271098
+    """
     return _cifar_resnet("resnet20", CIFAR_RESNET_CONFIGS[20], **kwargs)
 
 
+@register_model
 def resnet32(**kwargs):
+    """ResNet-32 for CIFAR-10 (section 4.2, n=5): 464,154 trainable parameters.
+
+    Keyword arguments: see the module docstring (CIFAR networks).
+    """
     return _cifar_resnet("resnet32", CIFAR_RESNET_CONFIGS[32], **kwargs)
 
 
+@register_model
 def resnet44(**kwargs):
+    """ResNet-44 for CIFAR-10 (section 4.2, n=7): 658,586 trainable parameters.
+
+    Keyword arguments: see the module docstring (CIFAR networks).
+    """
     return _cifar_resnet("resnet44", CIFAR_RESNET_CONFIGS[44], **kwargs)
 
 
+@register_model
 def resnet56(**kwargs):
+    """ResNet-56 for CIFAR-10 (section 4.2, n=9): 853,018 trainable parameters.
+
+    Keyword arguments: see the module docstring (CIFAR networks).
+    """
     return _cifar_resnet("resnet56", CIFAR_RESNET_CONFIGS[56], **kwargs)
 
 
+@register_model
 def resnet110(**kwargs):
+    """ResNet-110 for CIFAR-10 (section 4.2, n=18): 1,727,962 trainable parameters.
+
+    Keyword arguments: see the module docstring (CIFAR networks).
+    """
     return _cifar_resnet("resnet110", CIFAR_RESNET_CONFIGS[110], **kwargs)
-
-
-for _depth, _params in ((18, "11,689,512"), (34, "21,797,672"), (50, "25,557,032"),
-                        (101, "44,549,160"), (152, "60,192,808")):
-    globals()[f"resnet{_depth}"].__doc__ = _IMAGENET_DOC.format(depth=_depth, params=_params)
-for _depth, _params in ((20, "269,722"), (32, "464,154"), (44, "658,586"), (56, "853,018"),
-                        (110, "1,727,962")):
-    globals()[f"resnet{_depth}"].__doc__ = _CIFAR_DOC.format(
-        depth=_depth, n=CIFAR_RESNET_CONFIGS[_depth], params=_params)

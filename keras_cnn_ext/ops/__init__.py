@@ -5,22 +5,18 @@
 4
 """
 
-from keras_cnn_ext.ops import geometry, reference
+from keras_cnn_ext.ops import geometry, native, reference
 from keras_cnn_ext.ops.geometry import output_size
 from keras_cnn_ext.ops.nn import corr2d, max_pool2d, mean_pool2d
 
 
 def native_available():
     """Whether the compiled custom ops are built, loadable and match this TensorFlow."""
-    from keras_cnn_ext.ops import native
-
     return native.available()
 
 
 def native_status():
     """A human-readable reason why the native ops are (not) available."""
-    from keras_cnn_ext.ops import native
-
     return native.status()
 
 

@@ -3,7 +3,7 @@
 The forward pass pads explicitly (or, when the textbook padding coincides with TensorFlow's
 'SAME', lets the framework's kernel pad) and calls TensorFlow's optimized VALID/SAME
 convolution and pooling kernels. The backward pass is written out with `tf.custom_gradient`
-from the backprop formulas (DESIGN §3) rather than left to autodiff:
+from the backprop formulas (README, "Semantics") rather than left to autodiff:
 
 * corr2d: dX̂ = full correlation of the stride-dilated upstream gradient with the 180°-rotated
   kernel (`Conv2DBackpropInput` computes exactly that), then the padding is cropped (zeros) or
@@ -11,14 +11,24 @@ from the backprop formulas (DESIGN §3) rather than left to autodiff:
   input with the dilated upstream gradient (`Conv2DBackpropFilter`).
 * max pooling: the upstream value goes to the first maximal cell of its window in row-major
   order (`MaxPoolGrad` over the padded input, so a padded zero that wins passes nothing).
-  NaN follows TensorFlow's max: a NaN cell never wins (the maximum of the other cells).
+  A window holding NaN gives NaN and its gradient goes to its first NaN cell (NumPy / PyTorch
+  / IEEE; TensorFlow's own kernels skip NaN). One reduction over the input decides whether any
+  NaN is present; only then does a `tf.cond` take the exact path (`_max_pool_nan`).
 * mean pooling: every cell of a window receives upstream / divisor.
 
 Why explicit padding instead of `tf.nn.conv2d(padding=[...])`: on the CPU the explicit-padding
-backward is 2-3x slower than pad + VALID (measured, DESIGN §6).
+backward is 2-3x slower than pad + VALID (measured on the project's CPUs; docs/toolchain.md).
 
-All functions take normalised arguments (see `keras_cnn_ext.ops.nn`): `strides` (S_h, S_w),
-`pads` ((top, bottom), (left, right)), a lower-case `padding_mode` / `mode` / `data_format`.
+All functions take the normalised arguments of `geometry.normalize_corr_args` /
+`normalize_pool_args` and have the signatures of `reference` and `native`: `strides` (S_h, S_w),
+`padding` ((top, bottom), (left, right)), a lower-case `padding_mode` / `mode` / `data_format`.
+
+>>> x = tf.reshape(tf.range(16.0), (1, 4, 4, 1))
+>>> y = max_pool2d(x, (2, 2), (2, 2), ((1, 1), (1, 1)), "ignore", "channels_last")
+>>> y[0, :, :, 0].numpy()
+array([[ 0.,  2.,  3.],
+       [ 8., 10., 11.],
+       [12., 14., 15.]], dtype=float32)
 """
 
 import tensorflow as tf
@@ -26,28 +36,20 @@ import tensorflow as tf
 from keras_cnn_ext.ops import geometry
 
 
+
+
 def _to_nhwc(x, data_format):
-    return x if data_format == "channels_last" else tf.transpose(x, (0, 2, 3, 1))
+    return x if data_format == "channels_last" else tf.transpose(x, geometry.TO_CHANNELS_LAST)
 
 
 def _from_nhwc(x, data_format):
-    return x if data_format == "channels_last" else tf.transpose(x, (0, 3, 1, 2))
+    return x if data_format == "channels_last" else tf.transpose(x, geometry.TO_CHANNELS_FIRST)
 
 
 def _static_hw(x):
-    return tuple(x.shape[1:3])
+    return geometry.spatial_dims(x.shape, "channels_last")
 
 
-def _is_tf_same(spatial, window, strides, pads):
-    """Whether TensorFlow's 'SAME' padding equals `pads` (only checkable for known sizes)."""
-    return all(
-        geometry.tf_same_pads(size, m, s) == tuple(p)
-        for size, m, s, p in zip(spatial, window, strides, pads)
-    )
-
-
-def _no_pads(pads):
-    return all(p == 0 for pair in pads for p in pair)
 
 
 def _source_index(size, before, after, padding_mode):
@@ -83,7 +85,7 @@ def _check_reflect(x, pads):
 
 def pad(x, pads, padding_mode, fill=0.0):
     """Pads the spatial axes of an NHWC tensor ('zeros'/'ignore' use the constant `fill`)."""
-    if _no_pads(pads):
+    if geometry.no_padding(pads):
         return x
     if padding_mode in ("zeros", "ignore"):
         return tf.pad(x, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=fill)
@@ -98,7 +100,7 @@ def pad(x, pads, padding_mode, fill=0.0):
 
 def unpad(g, pads, input_shape, padding_mode):
     """The adjoint of `pad`: crop, or fold padded gradients back onto their source cells."""
-    if _no_pads(pads):
+    if geometry.no_padding(pads):
         return g
     if padding_mode in ("zeros", "ignore"):
         (top, _), (left, _) = pads
@@ -146,8 +148,8 @@ def _conv_plan(x, window, strides, pads, padding_mode):
         for size, m, s, p in zip(spatial, window, strides, pads))
     crop = tuple(m if one else None for m, one in zip(window, single))
     strides = tuple(1 if one else s for s, one in zip(strides, single))
-    if (padding_mode == "zeros" and not _no_pads(pads) and not any(single)
-            and _is_tf_same(spatial, window, strides, pads)):
+    if (padding_mode == "zeros" and not geometry.no_padding(pads) and not any(single)
+            and geometry.is_tf_same(spatial, window, strides, pads)):
         return "SAME", strides, crop
     return "VALID", strides, crop
 
@@ -156,16 +158,16 @@ def _output_shape(x, kernel, window, strides, pads):
     """(N, K, L, F) from the formula, as a tensor: some oneDNN kernels return a wrongly shaped
     empty tensor for an empty batch, and reshaping an empty tensor is free and always valid."""
     shape = tf.shape(x)
-    out = [(shape[axis] + p[0] + p[1] - m) // s + 1
+    out = [geometry.padded_output_size(shape[axis], m, s, p)
            for axis, m, s, p in zip((1, 2), window, strides, pads)]
     return tf.stack([shape[0], out[0], out[1], tf.shape(kernel)[3]])
 
 
-def corr2d(x, kernel, strides, pads, padding_mode="zeros", mode="cross_correlation",
-           data_format="channels_last"):
+def corr2d(x, kernel, strides=(1, 1), padding=geometry.NO_PADDING, padding_mode="zeros",
+           mode="cross_correlation", data_format="channels_last"):
     """Textbook cross-correlation (no bias) with an explicit gradient. See module docstring."""
     strides = tuple(strides)
-    pads = tuple(tuple(p) for p in pads)
+    pads = tuple(tuple(p) for p in padding)
     flip = mode == "convolution"
 
     @tf.custom_gradient
@@ -209,29 +211,76 @@ def _lowest(dtype):
     return tf.constant(float("-inf"), dtype)
 
 
-def max_pool2d(x, pool_size, strides, pads, padding_mode="zeros",
+class _MaxPoolKernels:
+    """TensorFlow's max pool and its gradient for one geometry ('SAME' or 'VALID')."""
+
+    def __init__(self, pool_size, strides, tf_padding):
+        self.ksize = (1,) + tuple(pool_size) + (1,)
+        self.strides = (1,) + tuple(strides) + (1,)
+        self.padding = tf_padding
+
+    def pool(self, xp):
+        return tf.nn.max_pool2d(xp, self.ksize, self.strides, self.padding)
+
+    def grad(self, xp, y, g):
+        """`g` to the first maximal cell of each window (TF's rule: NaN cells are skipped)."""
+        return tf.raw_ops.MaxPoolGrad(orig_input=xp, orig_output=y, grad=g, ksize=self.ksize,
+                                      strides=self.strides, padding=self.padding)
+
+
+def _max_pool_nan(kernels, xp, y, g=None):
+    """The exact max pooling of an input holding NaN (README, "Semantics").
+
+    Forward: the windows holding a NaN cell output NaN, the others TensorFlow's maximum `y`.
+    Backward (with the upstream `g`): a NaN window sends its gradient to its first NaN cell in
+    row-major order (TF's first-max rule on the 0/1 NaN indicator), every other window to its
+    first maximal cell (TF's rule on the input with NaN replaced by 0, which changes none of
+    those windows).
+    """
+    is_nan = tf.math.is_nan(xp)
+    indicator = tf.cast(is_nan, xp.dtype)
+    nan_window = kernels.pool(indicator)
+    in_nan_window = nan_window > 0
+    if g is None:
+        return tf.where(in_nan_window, tf.constant(float("nan"), y.dtype), y)
+    zero = tf.zeros((), g.dtype)
+    clean = tf.where(is_nan, tf.zeros((), xp.dtype), xp)
+    to_numbers = kernels.grad(clean, kernels.pool(clean), tf.where(in_nan_window, zero, g))
+    to_nans = kernels.grad(indicator, nan_window, tf.where(in_nan_window, g, zero))
+    return to_numbers + to_nans
+
+
+def max_pool2d(x, pool_size, strides=None, padding=geometry.NO_PADDING, padding_mode="zeros",
                data_format="channels_last"):
-    """Max pooling; 'zeros' lets padded zeros compete, 'ignore' never lets them win."""
-    ksize = (1,) + tuple(pool_size) + (1,)
-    tf_strides = (1,) + tuple(strides) + (1,)
-    pads = tuple(tuple(p) for p in pads)
+    """Max pooling; 'zeros' lets padded zeros compete, 'ignore' never lets them win; a window
+    holding NaN gives NaN (see `_max_pool_nan`)."""
+    strides = tuple(geometry.pool_strides(pool_size, strides))
+    pads = tuple(tuple(p) for p in padding)
 
     @tf.custom_gradient
     def _pool(x):
         x_nhwc = _to_nhwc(x, data_format)
-        if padding_mode == "ignore" and _is_tf_same(_static_hw(x_nhwc), pool_size, strides,
-                                                    pads):
+        if padding_mode == "ignore" and geometry.is_tf_same(_static_hw(x_nhwc), pool_size,
+                                                            strides, pads):
             tf_padding, xp = "SAME", x_nhwc
         else:
             fill = _lowest(x.dtype) if padding_mode == "ignore" else 0.0
             x_nhwc = _check_window_fits(x_nhwc, pool_size, pads)
             tf_padding, xp = "VALID", pad(x_nhwc, pads, "zeros", fill=fill)
-        y = tf.nn.max_pool2d(xp, ksize, tf_strides, tf_padding)
+        kernels = _MaxPoolKernels(pool_size, strides, tf_padding)
+        y_tf = kernels.pool(xp)
+        # One pass over the input (a sum is NaN if any cell is; inf - inf only costs speed)
+        # keeps inputs without NaN on TensorFlow's kernels alone.
+        has_nan = tf.math.is_nan(tf.reduce_sum(x_nhwc))
+        y = tf.cond(has_nan, lambda: _max_pool_nan(kernels, xp, y_tf), lambda: y_tf)
 
         def grad(upstream):
             g = _to_nhwc(upstream, data_format)
-            dxp = tf.raw_ops.MaxPoolGrad(orig_input=xp, orig_output=y, grad=g, ksize=ksize,
-                                         strides=tf_strides, padding=tf_padding)
+            # TF's gradient stays outside the cond: inside a branch, oneDNN cannot pair it with
+            # the forward pool and TensorFlow falls back to a kernel 5-10x slower (measured).
+            dxp_tf = kernels.grad(xp, y_tf, g)
+            dxp = tf.cond(has_nan, lambda: _max_pool_nan(kernels, xp, y_tf, g),
+                          lambda: dxp_tf)
             dx = dxp if tf_padding == "SAME" else unpad(dxp, pads, tf.shape(x_nhwc), "zeros")
             return _from_nhwc(dx, data_format)
 
@@ -249,20 +298,21 @@ def _window_counts(x_nhwc, pool_size, strides, pads, dtype):
                             (1,) + tuple(strides) + (1,), "VALID") * window_cells
 
 
-def mean_pool2d(x, pool_size, strides, pads, padding_mode="zeros",
+def mean_pool2d(x, pool_size, strides=None, padding=geometry.NO_PADDING, padding_mode="zeros",
                 data_format="channels_last"):
     """Mean pooling; divisor M*N ('zeros', the book) or the real-cell count ('ignore')."""
+    strides = tuple(geometry.pool_strides(pool_size, strides))
     ksize = (1,) + tuple(pool_size) + (1,)
-    tf_strides = (1,) + tuple(strides) + (1,)
-    pads = tuple(tuple(p) for p in pads)
+    tf_strides = (1,) + strides + (1,)
+    pads = tuple(tuple(p) for p in padding)
     window_cells = pool_size[0] * pool_size[1]
 
     @tf.custom_gradient
     def _pool(x):
         x_nhwc = _to_nhwc(x, data_format)
-        same = padding_mode == "ignore" and _is_tf_same(_static_hw(x_nhwc), pool_size,
-                                                        strides, pads)
-        rescale = padding_mode == "ignore" and not same and not _no_pads(pads)
+        same = padding_mode == "ignore" and geometry.is_tf_same(_static_hw(x_nhwc), pool_size,
+                                                                strides, pads)
+        rescale = padding_mode == "ignore" and not same and not geometry.no_padding(pads)
         if same:
             tf_padding, xp = "SAME", x_nhwc
         else:

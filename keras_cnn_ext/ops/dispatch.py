@@ -5,11 +5,24 @@ native op only where it is loaded and was measured at least as fast as the compo
 that op, device and dtype (`NATIVE_PREFERRED`), and never inside an XLA cluster (the native ops
 have no XLA kernels). Everywhere else it uses the composite path, which XLA and GPUs run. The
 environment variable `KERAS_CNN_EXT_IMPLEMENTATION` (`auto` | `composite` | `native`) overrides
-"auto" for the whole process.
+"auto" for the whole process; `implementation_scope` overrides every choice (explicit ones too)
+for the ops created inside a block, e.g. while a portable SavedModel is traced.
+
+>>> resolve("composite", "corr2d")  # an explicit choice is kept
+'composite'
+>>> supports_jit("native")  # the compiled ops have no XLA kernels
+False
 """
 
+import contextlib
+import contextvars
 import functools
 import os
+
+import tensorflow as tf
+from tensorflow.python.ops import control_flow_util
+
+from keras_cnn_ext.ops import native
 
 ENV_VAR = "KERAS_CNN_EXT_IMPLEMENTATION"
 
@@ -30,6 +43,41 @@ NATIVE_PREFERRED = {
 }
 
 
+# Set by `implementation_scope`; a ContextVar so that a scope entered in one thread (or asyncio
+# task) never changes what ops traced concurrently elsewhere resolve to.
+_scoped = contextvars.ContextVar("keras_cnn_ext_implementation_scope", default=None)
+
+
+@contextlib.contextmanager
+def implementation_scope(implementation):
+    """Every op created inside the block uses `implementation`, whatever the layer's argument,
+    the "auto" rule or the environment variable say.
+
+    All implementations compute the same numbers, so this changes which kernels a traced graph
+    contains, not what it computes. `kce.export.export_savedmodel(portable=True)` traces under
+    `implementation_scope("composite")`, so no compiled op (and no NumPy reference op) enters
+    the SavedModel. The choice is made when an op is *created*: the block must enclose the
+    tracing of a `tf.function` (a function traced before keeps its kernels).
+
+    Args:
+        implementation: 'composite', 'native' or 'reference'.
+
+    >>> with implementation_scope("composite"):
+    ...     resolve("native", "max_pool2d")
+    'composite'
+    """
+    if implementation not in ("composite", "native", "reference"):
+        raise ValueError(
+            "Invalid value for argument `implementation`. Expected one of 'composite', "
+            f"'native', 'reference'. Received: implementation={implementation!r}"
+        )
+    token = _scoped.set(implementation)
+    try:
+        yield
+    finally:
+        _scoped.reset(token)
+
+
 def forced_implementation():
     """The process-wide override from the environment, or None."""
     value = os.environ.get(ENV_VAR, "").strip().lower()
@@ -45,16 +93,11 @@ def forced_implementation():
 
 def in_xla_context():
     """Whether ops created now are compiled by XLA (`tf.function(jit_compile=True)`)."""
-    import tensorflow as tf
-    from tensorflow.python.ops import control_flow_util
-
     return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
 
 
 @functools.lru_cache(maxsize=None)
 def _gpu_visible():
-    import tensorflow as tf
-
     return bool(tf.config.list_logical_devices("GPU"))
 
 
@@ -68,15 +111,8 @@ def device_type(x=None):
     return "GPU" if _gpu_visible() else "CPU"
 
 
-def _native_module():
-    from keras_cnn_ext.ops import native
-
-    return native
-
-
 def native_required(op_name):
     """Returns the native module or raises a clear error saying why it is unavailable."""
-    native = _native_module()
     if not native.available():
         raise RuntimeError(
             f"implementation='native' was requested for `{op_name}`, but the compiled custom "
@@ -96,6 +132,9 @@ def resolve(implementation, op_name, x=None, channels=None):
         x: the input tensor (its dtype and placement decide), or None.
         channels: the number of input channels, if known.
     """
+    scoped = _scoped.get()
+    if scoped is not None:
+        return scoped
     if implementation != "auto":
         return implementation
     forced = forced_implementation()
@@ -106,14 +145,17 @@ def resolve(implementation, op_name, x=None, channels=None):
     dtype = getattr(getattr(x, "dtype", None), "name", None)
     min_channels = NATIVE_PREFERRED.get((op_name, device_type(x), dtype))
     if (min_channels is not None and channels is not None and channels >= min_channels
-            and _native_module().available()):
+            and native.available()):
         return "native"
     return "composite"
 
 
 def effective(implementation):
     """The implementation a layer runs before the input is known: "auto" under a forced
-    environment setting becomes that setting."""
+    environment setting becomes that setting; inside `implementation_scope`, the scope's."""
+    scoped = _scoped.get()
+    if scoped is not None:
+        return scoped
     if implementation == "auto":
         return forced_implementation() or "auto"
     return implementation

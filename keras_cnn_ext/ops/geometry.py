@@ -11,9 +11,12 @@ and the meaning of each padding spelling live in exactly one place.
 import math
 import numbers
 
+import keras
+
 # Paddings beyond this can never be meaningful (the padded size would not fit TensorFlow's
 # 32-bit kernel indexing) and are rejected up front instead of overflowing later.
 MAX_PADDING = 2**31 - 1
+NO_PADDING = ((0, 0), (0, 0))
 
 PADDING_WORDS = ("valid", "same", "full")
 CORR_PADDING_MODES = ("zeros", "replicate", "reflect")
@@ -27,6 +30,34 @@ def _is_int(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def _invalid(name, expected, value, exc=ValueError):
+    """The one message of every argument check: what was expected and what was received."""
+    return exc(f"Invalid value for argument `{name}`. Expected {expected}. "
+               f"Received: {name}={value!r}")
+
+
+def normalize_int(value, name, minimum=1):
+    """Returns `value` as a Python int >= `minimum` (filters, units, expansion, ...).
+
+    The one integer check of the package: a non-integer (a float such as 2.5 or 2.0, a string,
+    None, a bool) is a `TypeError`, an integer below `minimum` a `ValueError`, both with the
+    same message.
+
+    >>> normalize_int(3, "filters")
+    3
+    >>> normalize_int(2.5, "filters")
+    Traceback (most recent call last):
+    ...
+    TypeError: Invalid value for argument `filters`. Expected an integer >= 1. Received: filters=2.5
+    """
+    expected = f"an integer >= {minimum}"
+    if not _is_int(value):
+        raise _invalid(name, expected, value, TypeError)
+    if value < minimum:
+        raise _invalid(name, expected, value)
+    return int(value)
+
+
 def normalize_tuple(value, name, n=2, allow_zero=False):
     """Returns `value` as a tuple of `n` Python ints, each >= 1 (or >= 0).
 
@@ -37,10 +68,10 @@ def normalize_tuple(value, name, n=2, allow_zero=False):
         allow_zero: whether 0 is a valid entry.
 
     Raises:
-        TypeError: an entry is not an integer (floats and strings included).
+        TypeError: an entry is not an integer (floats and strings included), as in
+            `normalize_int`.
         ValueError: wrong length or an entry below the minimum.
     """
-    low = 0 if allow_zero else 1
     expected = (
         f"an integer or a tuple of {n} integers, each "
         f"{'non-negative' if allow_zero else 'positive'}"
@@ -49,46 +80,35 @@ def normalize_tuple(value, name, n=2, allow_zero=False):
         values = (int(value),) * n
     else:
         if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
-            raise TypeError(
-                f"Invalid value for argument `{name}`. Expected {expected}. "
-                f"Received: {name}={value!r}"
-            )
+            raise _invalid(name, expected, value, TypeError)
         if len(value) != n:
-            raise ValueError(
-                f"Invalid value for argument `{name}`. Expected {expected}. "
-                f"Received: {name}={value!r}"
-            )
+            raise _invalid(name, expected, value)
         if not all(_is_int(v) for v in value):
-            raise TypeError(
-                f"Invalid value for argument `{name}`. Expected {expected}. "
-                f"Received: {name}={value!r}"
-            )
+            raise _invalid(name, expected, value, TypeError)
         values = tuple(int(v) for v in value)
-    if any(v < low for v in values):
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected {expected}. "
-            f"Received: {name}={value!r}"
-        )
+    if any(v < (0 if allow_zero else 1) for v in values):
+        raise _invalid(name, expected, value)
     return values
 
 
 def normalize_choice(value, name, choices):
-    """Returns `value` lower-cased if it is one of `choices`, else raises."""
+    """Returns `value` lower-cased if it is one of `choices`, else raises `ValueError`."""
     if not isinstance(value, str) or value.lower() not in choices:
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected one of "
-            f"{', '.join(repr(c) for c in choices)}. Received: {name}={value!r}"
-        )
+        raise _invalid(name, f"one of {', '.join(repr(c) for c in choices)}", value)
     return value.lower()
 
 
 def normalize_data_format(data_format):
     """`None` means the Keras default (`keras.config.image_data_format()`)."""
     if data_format is None:
-        import keras
-
         data_format = keras.config.image_data_format()
     return normalize_choice(data_format, "data_format", DATA_FORMATS)
+
+
+_PADDING_EXPECTED = (
+    "a non-negative integer P, a pair (P, Q), a pair of pairs ((top, bottom), (left, right)), "
+    "or one of 'valid', 'same', 'full'"
+)
 
 
 def validate_padding(padding, name="padding"):
@@ -99,49 +119,41 @@ def validate_padding(padding, name="padding"):
 
     Returns:
         A lower-cased word, or a pair of (before, after) pairs of ints.
+
+    >>> validate_padding((1, 2))
+    ((1, 1), (2, 2))
     """
-    expected = (
-        "a non-negative integer P, a pair (P, Q), a pair of pairs "
-        "((top, bottom), (left, right)), or one of 'valid', 'same', 'full'"
-    )
     value = padding
     if isinstance(value, str):
         if value.lower() not in PADDING_WORDS:
-            raise ValueError(
-                f"Invalid value for argument `{name}`. Expected {expected}. "
-                f"Received: {name}={padding!r}"
-            )
+            raise _invalid(name, _PADDING_EXPECTED, padding)
         return value.lower()
-
-    def bad(exc=ValueError):
-        return exc(
-            f"Invalid value for argument `{name}`. Expected {expected}. "
-            f"Received: {name}={padding!r}"
-        )
-
     if _is_int(value):
         sides = ((value, value), (value, value))
-    elif isinstance(value, (bytes,)) or not hasattr(value, "__len__"):
-        raise bad(TypeError)
+    elif isinstance(value, bytes) or not hasattr(value, "__len__"):
+        raise _invalid(name, _PADDING_EXPECTED, padding, TypeError)
     elif len(value) != 2:
-        raise bad()
+        raise _invalid(name, _PADDING_EXPECTED, padding)
     elif all(_is_int(v) for v in value):
         sides = ((value[0], value[0]), (value[1], value[1]))
     elif all(hasattr(v, "__len__") and not isinstance(v, (str, bytes)) for v in value):
         if not all(len(v) == 2 for v in value):
-            raise bad()
+            raise _invalid(name, _PADDING_EXPECTED, padding)
         if not all(_is_int(p) for v in value for p in v):
-            raise bad(TypeError)
+            raise _invalid(name, _PADDING_EXPECTED, padding, TypeError)
         sides = tuple(tuple(v) for v in value)
     else:
-        raise bad(TypeError)
+        raise _invalid(name, _PADDING_EXPECTED, padding, TypeError)
     sides = tuple(tuple(int(p) for p in pair) for pair in sides)
     if any(p < 0 or p > MAX_PADDING for pair in sides for p in pair):
-        raise ValueError(
-            f"Invalid value for argument `{name}`. Expected {expected}, each side between 0 "
-            f"and {MAX_PADDING}. Received: {name}={padding!r}"
-        )
+        raise _invalid(name, f"{_PADDING_EXPECTED}, each side between 0 and {MAX_PADDING}",
+                       padding)
     return sides
+
+
+def same_pads(window):
+    """The textbook / PyTorch 'same': (M - 1) // 2 before, the rest after, per axis."""
+    return tuple(((m - 1) // 2, (m - 1) - (m - 1) // 2) for m in window)
 
 
 def resolve_padding(padding, window, name="padding"):
@@ -163,7 +175,7 @@ def resolve_padding(padding, window, name="padding"):
     if padding == "full":
         return tuple((m - 1, m - 1) for m in window)
     if padding == "same":
-        return tuple(((m - 1) // 2, (m - 1) - (m - 1) // 2) for m in window)
+        return same_pads(window)
     return padding
 
 
@@ -235,12 +247,14 @@ def _axis_padding(padding):
     sides = (padding, padding) if _is_int(padding) else padding
     if (isinstance(sides, (str, bytes)) or not hasattr(sides, "__len__") or len(sides) != 2
             or not all(_is_int(p) and 0 <= p <= MAX_PADDING for p in sides)):
-        raise ValueError(
-            "Invalid value for argument `padding`. Expected a non-negative integer, a (before, "
-            f"after) pair or one of 'valid', 'same', 'full', each side at most {MAX_PADDING}. "
-            f"Received: padding={padding!r}"
-        )
+        raise _invalid("padding", "a non-negative integer, a (before, after) pair or one of "
+                       f"'valid', 'same', 'full', each side at most {MAX_PADDING}", padding)
     return (int(sides[0]), int(sides[1]))
+
+
+def padded_output_size(size, window, stride, pads):
+    """`(I + P_before + P_after - M) // S + 1` without checks: also for size tensors."""
+    return (size + pads[0] + pads[1] - window) // stride + 1
 
 
 def window_output_size(size, window, stride, pads, padding_repr=None):
@@ -255,7 +269,7 @@ def window_output_size(size, window, stride, pads, padding_repr=None):
             f"{padding_repr if padding_repr is not None else pads} "
             f"(padded size {padded} < kernel size {window})."
         )
-    return (padded - window) // stride + 1
+    return padded_output_size(size, window, stride, pads)
 
 
 def spatial_output_shape(spatial, window, strides, pads):
@@ -275,14 +289,87 @@ def tf_same_pads(size, window, stride):
     return (total // 2, total - total // 2)
 
 
-# Layout of 4-D tensors: the only place that knows where channels and spatial axes sit.
+def is_tf_same(spatial, window, strides, pads):
+    """Whether TensorFlow's 'SAME' pads exactly `pads` (only known for known sizes)."""
+    return all(
+        size is not None and tf_same_pads(size, m, s) == tuple(p)
+        for size, m, s, p in zip(spatial, window, strides, pads)
+    )
+
+
+def no_padding(pads):
+    return all(p == 0 for pair in pads for p in pair)
+
+
+def flat_pads(pads):
+    """((top, bottom), (left, right)) -> [top, bottom, left, right] (the native ops' attr)."""
+    return [int(p) for pair in pads for p in pair]
+
+
+# ------------------------------------------------------------------ op argument normalisation
+def normalize_corr_args(kernel_size, strides, padding, padding_mode, mode, data_format,
+                        implementation):
+    """The one place where a correlation's arguments are checked and normalised.
+
+    Returns:
+        (window, strides, pads, padding_mode, mode, data_format, implementation): two int
+        pairs, ((top, bottom), (left, right)) and lower-case words, as every implementation
+        (`reference`, `composite`, `native`) takes them.
+    """
+    window = normalize_tuple(kernel_size, "kernel_size")
+    return (
+        window,
+        normalize_tuple(strides, "strides"),
+        resolve_padding(padding, window),
+        normalize_choice(padding_mode, "padding_mode", CORR_PADDING_MODES),
+        normalize_choice(mode, "mode", CORR_MODES),
+        normalize_data_format(data_format),
+        normalize_choice(implementation, "implementation", IMPLEMENTATIONS),
+    )
+
+
+def normalize_pool_args(pool_size, strides, padding, padding_mode, data_format,
+                        implementation):
+    """The one place where a pooling's arguments are checked and normalised (strides default
+    to the window; each padding side must be smaller than the window)."""
+    window = normalize_tuple(pool_size, "pool_size")
+    strides = pool_strides(window, None if strides is None else normalize_tuple(strides,
+                                                                                "strides"))
+    pads = resolve_padding(padding, window)
+    check_pool_padding(pads, window, received=padding)
+    return (
+        window,
+        strides,
+        pads,
+        normalize_choice(padding_mode, "padding_mode", POOL_PADDING_MODES),
+        normalize_data_format(data_format),
+        normalize_choice(implementation, "implementation", IMPLEMENTATIONS),
+    )
+
+
+def pool_strides(window, strides):
+    """A pooling's strides: `None` means the window (non-overlapping pooling, the book's)."""
+    return tuple(window) if strides is None else strides
+
+
+# ------------------------------------------------------------------------- 4-D layouts
+# The only place that knows where channels and spatial axes sit.
+TO_CHANNELS_LAST = (0, 2, 3, 1)
+TO_CHANNELS_FIRST = (0, 3, 1, 2)
+
+
 def channel_axis(data_format):
     return -1 if data_format == "channels_last" else 1
 
 
+def spatial_axes(data_format):
+    """The (height, width) axes of a 4-D tensor."""
+    return (1, 2) if data_format == "channels_last" else (2, 3)
+
+
 def spatial_dims(shape, data_format):
     """(H, W) of a 4-D shape."""
-    return tuple(shape[1:3]) if data_format == "channels_last" else tuple(shape[2:4])
+    return tuple(shape[a] for a in spatial_axes(data_format))
 
 
 def with_spatial(shape, hw, channels, data_format):
@@ -290,3 +377,13 @@ def with_spatial(shape, hw, channels, data_format):
     if data_format == "channels_last":
         return (shape[0], hw[0], hw[1], channels)
     return (shape[0], channels, hw[0], hw[1])
+
+
+def image_shape(hw, channels, data_format):
+    """A 3-D (batch-less) image shape, e.g. a model's `input_shape`."""
+    return with_spatial((None,), hw, channels, data_format)[1:]
+
+
+def tf_data_format(data_format):
+    """'NHWC' / 'NCHW', TensorFlow's spelling of a Keras data format."""
+    return "NHWC" if data_format == "channels_last" else "NCHW"

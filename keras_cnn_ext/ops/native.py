@@ -19,6 +19,11 @@ Environment: `KERAS_CNN_EXT_NATIVE_LIB` (explicit library path), `KERAS_CNN_EXT_
 (CPU kernels run the per-element functors shared with the CUDA kernels instead of im2col + GEMM;
 for testing). The library also refuses to load (one warning, composite fallback) on a CPU lacking
 the instruction-set level it was compiled for (recorded in `_kce_ops.json`).
+
+>>> os.path.basename(library_path()) if ENV_LIB not in os.environ else LIB_NAME
+'_kce_ops.so'
+>>> status() == f"loaded from {library_path()}" if available() else bool(status())
+True
 """
 
 import json
@@ -26,6 +31,9 @@ import os
 import threading
 import warnings
 
+import tensorflow as tf
+
+from keras_cnn_ext.ops import geometry
 from keras_cnn_ext.ops.native_config import BUILD_ERROR_NAME, ENV_LIB, INFO_NAME, LIB_NAME
 from keras_cnn_ext.ops.native_config import missing_cpu_flags as _missing_cpu_flags
 
@@ -90,8 +98,6 @@ def _try_load():
         if failed or os.environ.get(ENV_LIB):
             _warn_once(_state["error"])
         return
-    import tensorflow as tf
-
     info = _build_info(path)
     built_for = (info or {}).get("tensorflow_version")
     if built_for is not None and built_for != tf.__version__:
@@ -157,28 +163,6 @@ def register_ops():
 # ----------------------------------------------------------------------------- attributes
 
 
-def _format(data_format):
-    if data_format in ("channels_last", "NHWC", None):
-        return "NHWC"
-    if data_format in ("channels_first", "NCHW"):
-        return "NCHW"
-    raise ValueError(
-        "Invalid value for argument `data_format`. Expected 'channels_last' or "
-        f"'channels_first'. Received: data_format={data_format!r}"
-    )
-
-
-def _pair(value):
-    if isinstance(value, int):
-        return [value, value]
-    return [int(v) for v in value]
-
-
-def _flat_pads(pads):
-    (t, b), (l, r) = pads
-    return [int(t), int(b), int(l), int(r)]
-
-
 def _str_attr(op, name):
     value = op.get_attr(name)
     return value.decode() if isinstance(value, bytes) else value
@@ -211,7 +195,6 @@ def _register_gradients(module):
     global _grads_registered
     if _grads_registered:
         return
-    import tensorflow as tf
 
     def shape32(t):
         return tf.shape(t, out_type=tf.int32)
@@ -267,15 +250,16 @@ def _register_gradients(module):
 # ----------------------------------------------------------------------------- ops
 
 
-def corr2d(x, kernel, strides, pads, padding_mode="zeros", mode="cross_correlation",
-           data_format="channels_last"):
+def corr2d(x, kernel, strides=(1, 1), padding=geometry.NO_PADDING, padding_mode="zeros",
+           mode="cross_correlation", data_format="channels_last"):
     """Cross-correlation (or convolution, `mode="convolution"`) of `x` with `kernel`.
 
-    Args:
+    Args (normalised, as `geometry.normalize_corr_args` returns them; the signature of
+    `reference.corr2d` and `composite.corr2d`):
         x: 4-D tensor in `data_format` layout.
         kernel: (M, N, C_in, C_out).
         strides: (sh, sw) ints.
-        pads: ((top, bottom), (left, right)) ints.
+        padding: ((top, bottom), (left, right)) ints.
         padding_mode: "zeros", "replicate" or "reflect".
         mode: "cross_correlation" or "convolution" (kernel flipped in both spatial axes).
         data_format: "channels_last" or "channels_first".
@@ -283,26 +267,27 @@ def corr2d(x, kernel, strides, pads, padding_mode="zeros", mode="cross_correlati
     Returns:
         The output tensor (no bias), in `data_format` layout.
     """
-    module = load()
-    return module.keras_cnn_ext_corr2d(
-        x, kernel, strides=_pair(strides), pads=_flat_pads(pads), padding_mode=padding_mode,
-        mode=mode, data_format=_format(data_format),
+    return load().keras_cnn_ext_corr2d(
+        x, kernel, strides=list(strides), pads=geometry.flat_pads(padding),
+        padding_mode=padding_mode, mode=mode, data_format=geometry.tf_data_format(data_format),
     )
 
 
-def max_pool2d(x, pool_size, strides, pads, padding_mode="zeros", data_format="channels_last"):
+def _pool_attrs_of(pool_size, strides, padding, padding_mode, data_format):
+    return dict(ksize=list(pool_size), strides=list(geometry.pool_strides(pool_size, strides)),
+                pads=geometry.flat_pads(padding), padding_mode=padding_mode,
+                data_format=geometry.tf_data_format(data_format))
+
+
+def max_pool2d(x, pool_size, strides=None, padding=geometry.NO_PADDING, padding_mode="zeros",
+               data_format="channels_last"):
     """Max pooling; `padding_mode` "zeros" (padded cells hold 0) or "ignore"."""
-    module = load()
-    return module.keras_cnn_ext_max_pool2d(
-        x, ksize=_pair(pool_size), strides=_pair(strides), pads=_flat_pads(pads),
-        padding_mode=padding_mode, data_format=_format(data_format),
-    )
+    return load().keras_cnn_ext_max_pool2d(
+        x, **_pool_attrs_of(pool_size, strides, padding, padding_mode, data_format))
 
 
-def mean_pool2d(x, pool_size, strides, pads, padding_mode="zeros", data_format="channels_last"):
+def mean_pool2d(x, pool_size, strides=None, padding=geometry.NO_PADDING, padding_mode="zeros",
+                data_format="channels_last"):
     """Mean pooling; `padding_mode` "zeros" (divide by M*N) or "ignore" (count real cells)."""
-    module = load()
-    return module.keras_cnn_ext_mean_pool2d(
-        x, ksize=_pair(pool_size), strides=_pair(strides), pads=_flat_pads(pads),
-        padding_mode=padding_mode, data_format=_format(data_format),
-    )
+    return load().keras_cnn_ext_mean_pool2d(
+        x, **_pool_attrs_of(pool_size, strides, padding, padding_mode, data_format))

@@ -2,13 +2,15 @@
 
 `corr2d`, `max_pool2d` and `mean_pool2d` accept NumPy arrays or tensors, normalise every
 argument with `geometry`, validate shapes (rank 4, channel match, window fits the padded
-input) and hand the normalised call to the reference, composite or native implementation.
+input) and hand the normalised call to one of the three implementations, all called the same
+way: `reference_tf` (the NumPy formulas of `reference` as TF ops), `composite` or `native`
+(the pattern of Keras' `ops/nn.py` over `backend/*/nn.py`).
 """
 
 import numpy as np
 import tensorflow as tf
 
-from keras_cnn_ext.ops import composite, dispatch, geometry, reference
+from keras_cnn_ext.ops import composite, dispatch, geometry, native, reference_tf
 
 
 def _as_float_tensor(value, name, dtype=None):
@@ -62,77 +64,17 @@ def _channels(shape, data_format):
     return shape[geometry.channel_axis(data_format)]
 
 
-def normalize_corr_args(kernel_size, strides, padding, padding_mode, mode, data_format,
-                        implementation):
-    """The one place where corr2d's geometry arguments are checked and normalised."""
-    window = geometry.normalize_tuple(kernel_size, "kernel_size")
-    return (
-        window,
-        geometry.normalize_tuple(strides, "strides"),
-        geometry.resolve_padding(padding, window),
-        geometry.normalize_choice(padding_mode, "padding_mode", geometry.CORR_PADDING_MODES),
-        geometry.normalize_choice(mode, "mode", geometry.CORR_MODES),
-        geometry.normalize_data_format(data_format),
-        geometry.normalize_choice(implementation, "implementation", geometry.IMPLEMENTATIONS),
-    )
+# The three implementations of each op: modules with the same functions and signatures, all
+# taking the arguments as `geometry.normalize_corr_args` / `normalize_pool_args` return them.
+IMPLEMENTATIONS = {"reference": reference_tf, "composite": composite, "native": native}
 
 
-def normalize_pool_args(pool_size, strides, padding, padding_mode, data_format,
-                        implementation):
-    """The one place where pooling's geometry arguments are checked and normalised."""
-    window = geometry.normalize_tuple(pool_size, "pool_size")
-    strides = window if strides is None else geometry.normalize_tuple(strides, "strides")
-    pads = geometry.resolve_padding(padding, window)
-    geometry.check_pool_padding(pads, window, received=padding)
-    return (
-        window,
-        strides,
-        pads,
-        geometry.normalize_choice(padding_mode, "padding_mode", geometry.POOL_PADDING_MODES),
-        geometry.normalize_data_format(data_format),
-        geometry.normalize_choice(implementation, "implementation", geometry.IMPLEMENTATIONS),
-    )
-
-
-def _reference_op(forward, backward, inputs, out_shape, data_format, **attrs):
-    """Runs a NumPy reference function as a TF op, with the NumPy backprop formulas."""
-    dtype = inputs[0].dtype
-
-    def to_nhwc(a):
-        return a if data_format == "channels_last" else np.transpose(a, (0, 2, 3, 1))
-
-    def from_nhwc(a):
-        return a if data_format == "channels_last" else np.transpose(a, (0, 3, 1, 2))
-
-    def np_forward(*arrays):
-        arrays = [to_nhwc(arrays[0])] + list(arrays[1:])
-        return from_nhwc(forward(*arrays, **attrs)).astype(dtype.as_numpy_dtype)
-
-    def np_backward(upstream, *arrays):
-        arrays = [to_nhwc(arrays[0])] + list(arrays[1:])
-        grads = backward(*arrays, to_nhwc(upstream), **attrs)
-        grads = grads if isinstance(grads, tuple) else (grads,)
-        return [from_nhwc(grads[0]).astype(dtype.as_numpy_dtype)] + [
-            g.astype(dtype.as_numpy_dtype) for g in grads[1:]]
-
-    @tf.custom_gradient
-    def _op(*tensors):
-        y = tf.numpy_function(np_forward, list(tensors), dtype, stateful=False)
-        y.set_shape(out_shape)
-
-        def grad(upstream):
-            grads = tf.numpy_function(np_backward, [upstream] + list(tensors),
-                                      [dtype] * len(tensors), stateful=False)
-            if not isinstance(grads, (list, tuple)):
-                # Eager numpy_function returns a bare tensor for a one-element Tout list.
-                grads = [grads]
-            for g, t in zip(grads, tensors):
-                g.set_shape(t.shape)
-            return grads
-
-        return y, grad
-
-    return _op(*inputs)
+def _implementation(implementation, op_name, x, channels):
+    """The module that runs `op_name` ("auto" resolved by `dispatch`)."""
+    name = dispatch.resolve(implementation, op_name, x, channels)
+    if name == "native":
+        dispatch.native_required(op_name)  # a clear error when the library is unavailable
+    return IMPLEMENTATIONS[name]
 
 
 # Library code with no tensor-dependent Python control flow: AutoGraph need not convert it.
@@ -174,8 +116,8 @@ def corr2d(x, kernel, strides=1, padding=0, *, padding_mode="zeros",
             f"Received: kernel with shape {tuple(kernel.shape)}"
         )
     window, strides, pads, padding_mode, mode, data_format, implementation = (
-        normalize_corr_args(tuple(kernel.shape[:2]), strides, padding, padding_mode, mode,
-                            data_format, implementation))
+        geometry.normalize_corr_args(tuple(kernel.shape[:2]), strides, padding, padding_mode,
+                                     mode, data_format, implementation))
     _check_rank(x)
     channels = _channels(x.shape, data_format)
     if channels is not None and channels != kernel.shape[2]:
@@ -185,43 +127,27 @@ def corr2d(x, kernel, strides=1, padding=0, *, padding_mode="zeros",
             f"{tuple(x.shape)}"
         )
     _check_channels(x, data_format)
-    spatial_out = geometry.spatial_output_shape(geometry.spatial_dims(x.shape, data_format), window,
-                                                strides, pads)
-    implementation = dispatch.resolve(implementation, "corr2d", x, channels)
-    if implementation == "reference":
-        return _reference_op(
-            reference.corr2d, reference.corr2d_grad, [x, kernel],
-            geometry.with_spatial(x.shape, spatial_out, kernel.shape[3], data_format),
-            data_format, strides=strides, padding=pads, padding_mode=padding_mode, mode=mode)
-    if implementation == "native":
-        return dispatch.native_required("corr2d").corr2d(
-            x, kernel, strides, pads, padding_mode, mode, data_format)
-    return composite.corr2d(x, kernel, strides, pads, padding_mode, mode, data_format)
+    _check_fits(x, window, strides, pads, data_format)
+    return _implementation(implementation, "corr2d", x, channels).corr2d(
+        x, kernel, strides, pads, padding_mode, mode, data_format)
 
 
-def _pool(op_name, x, pool_size, strides, padding, padding_mode, data_format,
-          implementation):
+def _check_fits(x, window, strides, pads, data_format):
+    """A window that cannot fit a known input size is a ValueError here, before any kernel."""
+    geometry.spatial_output_shape(geometry.spatial_dims(x.shape, data_format), window,
+                                  strides, pads)
+
+
+def _pool_args(x, pool_size, strides, padding, padding_mode, data_format, implementation):
+    """The normalised arguments of a pooling and the checked input tensor."""
     x = _as_float_tensor(x, "x")
-    window, strides, pads, padding_mode, data_format, implementation = normalize_pool_args(
-        pool_size, strides, padding, padding_mode, data_format, implementation)
+    window, strides, pads, padding_mode, data_format, implementation = (
+        geometry.normalize_pool_args(pool_size, strides, padding, padding_mode, data_format,
+                                     implementation))
     _check_rank(x)
     _check_channels(x, data_format)
-    spatial_out = geometry.spatial_output_shape(geometry.spatial_dims(x.shape, data_format), window,
-                                                strides, pads)
-    implementation = dispatch.resolve(implementation, op_name, x,
-                                      _channels(x.shape, data_format))
-    if implementation == "reference":
-        forward = getattr(reference, op_name)
-        backward = getattr(reference, op_name + "_grad")
-        return _reference_op(
-            forward, backward, [x],
-            geometry.with_spatial(x.shape, spatial_out, _channels(x.shape, data_format),
-                                  data_format),
-            data_format, pool_size=window, strides=strides, padding=pads,
-            padding_mode=padding_mode)
-    module = (dispatch.native_required(op_name) if implementation == "native"
-              else composite)
-    return getattr(module, op_name)(x, window, strides, pads, padding_mode, data_format)
+    _check_fits(x, window, strides, pads, data_format)
+    return x, (window, strides, pads, padding_mode, data_format), implementation
 
 
 @tf.autograph.experimental.do_not_convert
@@ -246,8 +172,10 @@ def max_pool2d(x, pool_size, strides=None, padding=0, *, padding_mode="zeros",
     array([[3., 2.],
            [3., 3.]], dtype=float32)
     """
-    return _pool("max_pool2d", x, pool_size, strides, padding, padding_mode, data_format,
-                 implementation)
+    x, args, implementation = _pool_args(x, pool_size, strides, padding, padding_mode,
+                                         data_format, implementation)
+    return _implementation(implementation, "max_pool2d", x, _channels(x.shape, args[-1])
+                           ).max_pool2d(x, *args)
 
 
 @tf.autograph.experimental.do_not_convert
@@ -264,5 +192,7 @@ def mean_pool2d(x, pool_size, strides=None, padding=0, *, padding_mode="zeros",
     array([[ 2.5,  4.5],
            [10.5, 12.5]], dtype=float32)
     """
-    return _pool("mean_pool2d", x, pool_size, strides, padding, padding_mode, data_format,
-                 implementation)
+    x, args, implementation = _pool_args(x, pool_size, strides, padding, padding_mode,
+                                         data_format, implementation)
+    return _implementation(implementation, "mean_pool2d", x, _channels(x.shape, args[-1])
+                           ).mean_pool2d(x, *args)

@@ -5,7 +5,9 @@ These functions are the ground truth of the test suite and the engine of
 computed by the sum / max / mean of definition 24.1 / 24.2 over its window of the padded input.
 
 Arrays are either a 2-D matrix in the book's notation (`x` of shape (I, J), `w` of shape
-(M, N)) or 4-D tensors in channels_last layout (`x` (batch, I, J, C), `w` (M, N, C, F)).
+(M, N)) or 4-D tensors (`x` (batch, I, J, C) or, with `data_format="channels_first"`, (batch, C,
+I, J); `w` (M, N, C, F)). The functions have the signatures of the `composite` and `native`
+implementations; `keras_cnn_ext.ops.reference_tf` runs them as TensorFlow ops.
 
 Example 24.2 of the book:
 
@@ -27,16 +29,28 @@ from keras_cnn_ext.ops import geometry
 _NUMPY_PAD_MODES = {"zeros": "constant", "replicate": "edge", "reflect": "reflect"}
 
 
-def _as_4d(x, name):
+def _as_4d(x, name, data_format="channels_last"):
+    """(array in channels_last float64, whether `x` was a 2-D matrix)."""
     x = np.asarray(x, dtype=np.float64)
     if x.ndim == 2:
         return x[None, :, :, None], True
     if x.ndim == 4:
-        return x, False
+        return _to_nhwc(x, data_format), False
     raise ValueError(
         f"Invalid value for argument `{name}`. Expected a 2-D matrix or a 4-D array. "
         f"Received: {name} with shape {x.shape}"
     )
+
+
+def _to_nhwc(x, data_format):
+    return x if data_format == "channels_last" else np.transpose(x, geometry.TO_CHANNELS_LAST)
+
+
+def _finish(y, matrix, data_format):
+    """Back to the caller's layout: a 2-D matrix, or 4-D in `data_format`."""
+    if matrix:
+        return y[0, :, :, 0]
+    return y if data_format == "channels_last" else np.transpose(y, geometry.TO_CHANNELS_FIRST)
 
 
 def _kernel_4d(w):
@@ -51,15 +65,10 @@ def _kernel_4d(w):
     )
 
 
-def _geometry(spatial, window, strides, padding, pooling=False):
-    window = geometry.normalize_tuple(window, "pool_size" if pooling else "kernel_size")
-    strides = window if (pooling and strides is None) else geometry.normalize_tuple(
-        strides, "strides")
-    pads = geometry.resolve_padding(padding, window)
-    if pooling:
-        geometry.check_pool_padding(pads, window, received=padding)
-    out = geometry.spatial_output_shape(spatial, window, strides, pads)
-    return window, strides, pads, out
+def _corr_args(w, strides, padding, padding_mode, mode, data_format):
+    window, strides, pads, padding_mode, mode, data_format, _ = geometry.normalize_corr_args(
+        w.shape[:2], strides, padding, padding_mode, mode, data_format, "reference")
+    return window, strides, pads, padding_mode, mode, data_format
 
 
 def pad(x, pads, padding_mode="zeros", fill=0.0):
@@ -106,27 +115,34 @@ def _source_index(size, pads, padding_mode):
     return (size - 1) - np.abs((size - 1) - np.abs(index))
 
 
-def corr2d(x, kernel, strides=1, padding=0, *, padding_mode="zeros",
-           mode="cross_correlation"):
+
+
+def corr2d(x, kernel, strides=(1, 1), padding=geometry.NO_PADDING, padding_mode="zeros",
+           mode="cross_correlation", data_format="channels_last"):
     """y[k, l, f] = sum_c sum_m sum_n W[m, n, c, f] * X̂[k*S_h + m, l*S_w + n, c].
 
+    The signature is that of `composite.corr2d` and `native.corr2d`; here `strides` and
+    `padding` may also be any spelling `keras_cnn_ext.ops.corr2d` accepts.
+
     Args:
-        x: (I, J) or (batch, I, J, C).
+        x: (I, J), or 4-D: (batch, I, J, C) channels_last, (batch, C, I, J) channels_first.
         kernel: (M, N) or (M, N, C, F).
         strides: S, an int or (S_h, S_w).
-        padding: any spelling accepted by `geometry.resolve_padding`.
+        padding: ((top, bottom), (left, right)) or any spelling of `geometry.resolve_padding`.
         padding_mode: 'zeros', 'replicate' or 'reflect'.
         mode: 'cross_correlation' (the book's convolution) or 'convolution' (kernel flipped).
+        data_format: the layout of a 4-D `x` and of the result.
 
     Returns:
-        float64 array, (K, L) for 2-D input, else (batch, K, L, F).
+        float64 array, (K, L) for 2-D input, else (batch, K, L, F) in `data_format`.
     """
-    x4, matrix = _as_4d(x, "x")
     w = _kernel_4d(kernel)
+    window, strides, pads, padding_mode, mode, data_format = _corr_args(
+        w, strides, padding, padding_mode, mode, data_format)
+    x4, matrix = _as_4d(x, "x", data_format)
     if mode == "convolution":
         w = w[::-1, ::-1]
-    window, strides, pads, (out_h, out_w) = _geometry(x4.shape[1:3], w.shape[:2], strides,
-                                                      padding)
+    out_h, out_w = geometry.spatial_output_shape(x4.shape[1:3], window, strides, pads)
     xp = pad(x4, pads, padding_mode)
     y = np.zeros((x4.shape[0], out_h, out_w, w.shape[3]))
     for k in range(out_h):
@@ -134,7 +150,7 @@ def corr2d(x, kernel, strides=1, padding=0, *, padding_mode="zeros",
             patch = xp[:, k * strides[0]:k * strides[0] + window[0],
                        l * strides[1]:l * strides[1] + window[1], :]
             y[:, k, l, :] = np.tensordot(patch, w, axes=([1, 2, 3], [0, 1, 2]))
-    return y[0, :, :, 0] if matrix else y
+    return _finish(y, matrix, data_format)
 
 
 def dilate(g, strides):
@@ -146,22 +162,23 @@ def dilate(g, strides):
     return out
 
 
-def corr2d_grad(x, kernel, upstream, strides=1, padding=0, *, padding_mode="zeros",
-                mode="cross_correlation"):
+def corr2d_grad(x, kernel, upstream, strides=(1, 1), padding=geometry.NO_PADDING, *,
+                padding_mode="zeros", mode="cross_correlation", data_format="channels_last"):
     """The backprop formulas of corr2d: returns (dL/dx, dL/dkernel).
 
     dX̂ is the stride-dilated upstream gradient, zero-padded 'full' (M - 1 rows and N - 1
     columns on each side) and correlated with the kernel rotated by 180°; dX is dX̂ with the
     padding cropped (zeros) or folded back (replicate / reflect). dW is the correlation of the
-    padded input with the dilated upstream gradient.
+    padded input with the dilated upstream gradient. Arguments as for `corr2d`; `upstream` has
+    the shape of its result.
     """
-    x4, matrix = _as_4d(x, "x")
     w = _kernel_4d(kernel)
-    g = np.asarray(upstream, dtype=np.float64)
-    g = g[None, :, :, None] if matrix else g
+    window, strides, pads, padding_mode, mode, data_format = _corr_args(
+        w, strides, padding, padding_mode, mode, data_format)
+    x4, matrix = _as_4d(x, "x", data_format)
+    g = _as_4d(upstream, "upstream", data_format)[0]
     flip = mode == "convolution"
     w_used = w[::-1, ::-1] if flip else w
-    window, strides, pads, _ = _geometry(x4.shape[1:3], w.shape[:2], strides, padding)
     xp = pad(x4, pads, padding_mode)
     gd = dilate(g, strides)
     # (batch, Hd, Wd, F) -> correlate with the rotated kernel (M, N, F, C)
@@ -179,22 +196,24 @@ def corr2d_grad(x, kernel, upstream, strides=1, padding=0, *, padding_mode="zero
             dw[m, n] = np.tensordot(patch, gd, axes=([0, 1, 2], [0, 1, 2]))
     if flip:
         dw = dw[::-1, ::-1]
-    if matrix:
-        return dx[0, :, :, 0], dw[:, :, 0, 0]
-    return dx, (dw if np.ndim(kernel) == 4 else dw[:, :, 0, 0])
+    return _finish(dx, matrix, data_format), (dw[:, :, 0, 0] if np.ndim(kernel) == 2 else dw)
 
 
 class _PoolGeometry:
     """The padded input of a pooling and its windows, shared by the forward and backward."""
 
-    def __init__(self, x, pool_size, strides, padding, padding_mode):
-        self.x, self.matrix = _as_4d(x, "x")
-        self.window, self.strides, self.pads, self.out = _geometry(
-            self.x.shape[1:3], pool_size, strides, padding, pooling=True)
-        self.padding_mode = padding_mode
-        fill = -np.inf if padding_mode == "ignore" else 0.0
-        self.padded = pad(self.x, self.pads, "zeros", fill=fill)
-        self.real = pad(np.ones_like(self.x), self.pads, "zeros")
+    def __init__(self, x, pool_size, strides, padding, padding_mode, data_format):
+        self.window, self.strides, self.pads, self.padding_mode, self.data_format, _ = (
+            geometry.normalize_pool_args(pool_size, strides, padding, padding_mode, data_format,
+                                         "reference"))
+        self.x, self.matrix = _as_4d(x, "x", self.data_format)
+        self.out = geometry.spatial_output_shape(self.x.shape[1:3], self.window, self.strides,
+                                                 self.pads)
+        self.padded = pad(self.x, self.pads, "zeros")
+        # which cells of the padded input take part: all of them for the book's zero padding,
+        # only the real ones for 'ignore'
+        real = pad(np.ones_like(self.x), self.pads, "zeros") > 0
+        self.member = real if self.padding_mode == "ignore" else np.ones_like(real)
 
     def windows(self):
         """Yields (k, l, rows, cols): each output cell and the slices of its window."""
@@ -205,77 +224,96 @@ class _PoolGeometry:
 
     def divisor(self, rows, cols):
         """M*N for the book's zero padding, else the number of real cells (per batch, channel)."""
-        if self.padding_mode == "ignore":
-            return self.real[:, rows, cols, :].sum(axis=(1, 2))
-        return self.window[0] * self.window[1]
+        return self.member[:, rows, cols, :].sum(axis=(1, 2))
 
     def new_output(self):
         return np.zeros((self.x.shape[0],) + tuple(self.out) + (self.x.shape[3],))
 
     def upstream(self, upstream):
-        g = np.asarray(upstream, dtype=np.float64)
-        return g[None, :, :, None] if self.matrix else g
+        return _as_4d(upstream, "upstream", self.data_format)[0]
 
     def finish(self, y):
-        return y[0, :, :, 0] if self.matrix else y
+        return _finish(y, self.matrix, self.data_format)
 
     def finish_grad(self, dxp):
         return self.finish(unpad(dxp, self.pads, self.x.shape[1:3]))
 
+    def winner(self, rows, cols):
+        """The row-major index of the winning cell of each window: (batch, channels) ints.
 
-def _nan_never_wins(patch):
-    return np.where(np.isnan(patch), -np.inf, patch)
+        The rule of max pooling (README, Semantics): NaN counts as larger than every number,
+        so the first NaN cell wins; without NaN the first maximal cell; a cell outside the
+        window's members ('ignore' padding) never wins.
+        """
+        patch = self.padded[:, rows, cols, :]
+        member = self.member[:, rows, cols, :]
+        flat = _cells(patch)
+        member = _cells(member)
+        nan = np.isnan(flat) & member
+        numbers = np.where(member & ~nan, flat, -np.inf)
+        is_max = member & (numbers == numbers.max(axis=1, keepdims=True))
+        return np.where(nan.any(axis=1), nan.argmax(axis=1), is_max.argmax(axis=1))
 
 
-def max_pool2d(x, pool_size, strides=None, padding=0, *, padding_mode="zeros"):
+def _cells(patch):
+    """(batch, M, N, channels) -> (batch, M*N, channels): the window's cells in row-major order."""
+    return patch.reshape(patch.shape[0], patch.shape[1] * patch.shape[2], patch.shape[3])
+
+
+def _take(patch, index):
+    """patch (batch, M, N, channels), index (batch, channels) row-major -> (batch, channels)."""
+    return np.take_along_axis(_cells(patch), index[:, None, :], axis=1)[:, 0, :]
+
+
+def max_pool2d(x, pool_size, strides=None, padding=geometry.NO_PADDING, padding_mode="zeros",
+               data_format="channels_last"):
     """y[k, l, c] = max over the M x N window at (k*S_h, l*S_w) of the padded input.
 
     `padding_mode='zeros'` is the book's: padded cells hold 0 and take part in the max.
-    `'ignore'` leaves padded cells out (the Keras / PyTorch behaviour).
+    `'ignore'` leaves padded cells out (the Keras / PyTorch behaviour). A window holding NaN
+    gives NaN (as NumPy, PyTorch and IEEE 754's maximum do). Arguments and signature as for
+    `corr2d` (`strides` defaults to the window).
 
-    NaN cells never win the max (TensorFlow's rule, which the composite and native paths
-    share); the result of a window holding only NaN is unspecified (here NaN).
+    >>> max_pool2d(np.array([[1.0, np.nan], [3.0, 2.0]]), 2)
+    array([[nan]])
     """
-    p = _PoolGeometry(x, pool_size, strides, padding, padding_mode)
+    p = _PoolGeometry(x, pool_size, strides, padding, padding_mode, data_format)
     y = p.new_output()
     for k, l, rows, cols in p.windows():
-        patch = p.padded[:, rows, cols, :]
-        y[:, k, l, :] = _nan_never_wins(patch).max(axis=(1, 2))
-        y[:, k, l, :][np.isnan(patch).all(axis=(1, 2))] = np.nan
+        y[:, k, l, :] = _take(p.padded[:, rows, cols, :], p.winner(rows, cols))
     return p.finish(y)
 
 
-def mean_pool2d(x, pool_size, strides=None, padding=0, *, padding_mode="zeros"):
+def mean_pool2d(x, pool_size, strides=None, padding=geometry.NO_PADDING, padding_mode="zeros",
+                data_format="channels_last"):
     """y[k, l, c] = the mean of the window; the divisor is M*N ('zeros') or the number of
-    real cells in the window ('ignore')."""
-    p = _PoolGeometry(x, pool_size, strides, padding, padding_mode)
-    values = np.where(p.real > 0, p.padded, 0.0)
+    real cells in the window ('ignore'). Arguments as for `max_pool2d`."""
+    p = _PoolGeometry(x, pool_size, strides, padding, padding_mode, data_format)
     y = p.new_output()
     for k, l, rows, cols in p.windows():
-        y[:, k, l, :] = values[:, rows, cols, :].sum(axis=(1, 2)) / p.divisor(rows, cols)
+        y[:, k, l, :] = p.padded[:, rows, cols, :].sum(axis=(1, 2)) / p.divisor(rows, cols)
     return p.finish(y)
 
 
-def max_pool2d_grad(x, upstream, pool_size, strides=None, padding=0, *,
-                    padding_mode="zeros"):
-    """Routes each upstream value to the first maximal cell (row-major) of its window; a max
-    that is a padded cell passes nothing; overlapping windows add up."""
-    p = _PoolGeometry(x, pool_size, strides, padding, padding_mode)
+def max_pool2d_grad(x, upstream, pool_size, strides=None, padding=geometry.NO_PADDING, *,
+                    padding_mode="zeros", data_format="channels_last"):
+    """Routes each upstream value to the winning cell of its window (see `max_pool2d`: the
+    first NaN, else the first maximal cell, row-major); a winner that is a padded zero passes
+    nothing; overlapping windows add up."""
+    p = _PoolGeometry(x, pool_size, strides, padding, padding_mode, data_format)
     g = p.upstream(upstream)
     dxp = np.zeros_like(p.padded)
+    batch, channel = np.indices((p.x.shape[0], p.x.shape[3]))
     for k, l, rows, cols in p.windows():
-        for b in range(p.x.shape[0]):
-            for c in range(p.x.shape[3]):
-                patch = _nan_never_wins(p.padded[b, rows, cols, c])
-                m, n = np.unravel_index(np.argmax(patch), patch.shape)  # first max, row-major
-                dxp[b, rows.start + m, cols.start + n, c] += g[b, k, l, c]
+        m, n = np.unravel_index(p.winner(rows, cols), p.window)
+        np.add.at(dxp, (batch, rows.start + m, cols.start + n, channel), g[:, k, l, :])
     return p.finish_grad(dxp)
 
 
-def mean_pool2d_grad(x, upstream, pool_size, strides=None, padding=0, *,
-                     padding_mode="zeros"):
+def mean_pool2d_grad(x, upstream, pool_size, strides=None, padding=geometry.NO_PADDING, *,
+                     padding_mode="zeros", data_format="channels_last"):
     """Every real cell of a window receives upstream / divisor."""
-    p = _PoolGeometry(x, pool_size, strides, padding, padding_mode)
+    p = _PoolGeometry(x, pool_size, strides, padding, padding_mode, data_format)
     g = p.upstream(upstream)
     dxp = np.zeros_like(p.padded)
     for k, l, rows, cols in p.windows():
