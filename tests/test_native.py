@@ -511,13 +511,7 @@ def test_max_pool_nan_with_padding_and_overlapping_windows(algo, fmt):
         np.testing.assert_array_equal(dx[0, :, :, 0], [[10, 0], [0, 0]], err_msg=pmode)
 
 
-def _reference_propagates_nan():
-    return bool(np.isnan(reference.max_pool2d(np.array([[NAN, 1.0]]), (1, 2))).all())
-
-
 @requires_native
-@pytest.mark.skipif(not _reference_propagates_nan(),
-                    reason="the NumPy reference does not implement the NaN rule yet")
 def test_max_pool_nan_matches_reference_on_random_geometries(algo):
     rng = np.random.default_rng(2024)
     for i in range(120):
