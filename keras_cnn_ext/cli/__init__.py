@@ -21,6 +21,7 @@ import sys
 COMMANDS = (
     ("train", "train"),
     ("evaluate", "evaluate"),
+    ("tune", "tune"),
     ("export", "export"),
     ("summary", "summary"),
     ("explain", "explain"),
