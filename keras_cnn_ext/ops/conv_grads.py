@@ -38,6 +38,23 @@ correlation of a 1x1 map is its centre tap: a matmul); exact for zero padding.
 
 All functions need the spatial sizes known at trace time (the batch may be unknown); the
 dispatch falls back to "conv"/"tf" otherwise.
+
+The book's example 24.3 (zero padding 1) as one matmul, and the input gradient of its stride-2
+version by every method:
+
+>>> X = tf.constant([[3, 2, 0, 1], [0, 2, 1, 2], [2, 0, 0, 3], [2, 3, 1, 2]], "float32")
+>>> W = tf.constant([[2, 1, 2], [0, 0, 3], [0, 0, 2]], "float32")
+>>> X, W = X[None, :, :, None], W[:, :, None, None]
+>>> correlate(X, W, pads=((1, 1), (1, 1)), engine="gemm")[0, :, :, 0].numpy().tolist()
+[[10.0, 2.0, 7.0, 0.0], [13.0, 11.0, 18.0, 1.0], [10.0, 6.0, 22.0, 4.0], [11.0, 7.0, 12.0, 3.0]]
+>>> g = tf.ones((1, 2, 2, 1))
+>>> for method in INPUT_GRADS:
+...     dx = input_grad(g, W, (4, 4), (2, 2), ((1, 1), (1, 1)), method)
+...     print(method, dx[0, :, :, 0].numpy().astype(int).tolist())
+tf [[0, 3, 0, 3], [1, 6, 1, 4], [0, 3, 0, 3], [0, 2, 0, 2]]
+dilate [[0, 3, 0, 3], [1, 6, 1, 4], [0, 3, 0, 3], [0, 2, 0, 2]]
+phase [[0, 3, 0, 3], [1, 6, 1, 4], [0, 3, 0, 3], [0, 2, 0, 2]]
+subpixel [[0, 3, 0, 3], [1, 6, 1, 4], [0, 3, 0, 3], [0, 2, 0, 2]]
 """
 
 import tensorflow as tf

@@ -286,7 +286,11 @@ def rule_holds(condition, sizes):
 
 
 def choose_formulation(kernels, hw, out_hw, channels, window=(3, 3), strides=(1, 1)):
-    """The formulation `CORR2D_RULES` gives for a problem (None kernels: TF's)."""
+    """The formulation `CORR2D_RULES` gives for a problem (None kernels: TF's).
+
+    >>> choose_formulation("eigen", hw=(2, 2), out_hw=(2, 2), channels=256)
+    Formulation(forward='conv', input_grad='phase', input_engine='gemm', kernel_grad='gemm')
+    """
     sizes = {"HW": hw[0] * hw[1], "KL": out_hw[0] * out_hw[1], "C": channels,
              "T": window[0] * window[1], "S": strides[0] * strides[1]}
     chosen = {"forward": "conv", "input": "tf:conv", "kernel": "tf"}
