@@ -64,6 +64,11 @@ def _prepare_directory(directory, settings, resume, overwrite):
             f"resume=True to continue the search in it, overwrite=True to replace it). "
             f"Received: directory={directory!r} ({len(entries)} entries)"
         )
+    if entries and resume and not os.path.exists(path):
+        raise FileExistsError(
+            f"Invalid value for argument `directory`. resume=True continues a search folder "
+            f"(one with {SETTINGS}); this one has none. Received: directory={directory!r}"
+        )
     if entries and overwrite and not resume:
         if not os.path.exists(path):
             raise FileExistsError(
@@ -145,10 +150,10 @@ def search(model="lenet5", dataset="digits", *, directory, tuner="random", max_t
     settings = dict(model=model, dataset=dataset, tuner=tuner, max_trials=max_trials,
                     epochs=epochs, batch_size=batch_size, image_size=image_size, seed=seed,
                     layers=layers)
+    _prepare_directory(directory, settings, resume, overwrite)
     train, val, input_shape, num_classes, split = _data(dataset, image_size, batch_size, seed,
                                                         data_dir)
     hypermodel = HYPERMODELS[model](input_shape, num_classes, layers=layers)
-    _prepare_directory(directory, settings, resume, overwrite)
     keras.utils.set_random_seed(seed)
     kt = create_tuner(hypermodel, tuner, directory=directory, project_name=PROJECT,
                       max_trials=max_trials, max_epochs=epochs, seed=seed + 1,
