@@ -120,11 +120,10 @@ def _examples(config, split, model_shape, max_examples):
     """The unbatched, preprocessed, cached examples of a split, resized to the model's input."""
     from keras_cnn_ext import data
 
-    ds = data.load(config["dataset"], split=split, batch_size=None, image_size=model_shape[:2],
-                   channels=model_shape[2], data_dir=config["data_dir"], shuffle=False)
-    if max_examples is not None:
-        ds = ds.take(max_examples)
-    return ds
+    return data.load(config["dataset"], split=split, batch_size=None,
+                     image_size=model_shape[:2], channels=model_shape[2],
+                     data_dir=config["data_dir"], shuffle=False,
+                     download=bool(config.get("download")), max_examples=max_examples)
 
 
 def _count(ds):
@@ -228,9 +227,9 @@ def _prepare_output(out, resume, overwrite):
 
 
 def train(model="lenet5", dataset="digits", epochs=None, batch_size=None, learning_rate=None,
-          optimizer=None, schedule=None, augment=None, seed=None, implementation=None, layers=None, output=None,
-          resume=False, overwrite=False, data_dir=None, input_shape=None, max_examples=None,
-          tensorboard=True, verbose="auto", callbacks=None):
+          optimizer=None, schedule=None, augment=None, seed=None, implementation=None,
+          layers=None, output=None, resume=False, overwrite=False, data_dir=None, input_shape=None, max_examples=None,
+          download=False, tensorboard=True, verbose="auto", callbacks=None):
     """Trains `model` on `dataset` with `model.fit`; returns the metrics (also in metrics.json).
 
     Arguments left as None take their defaults (`training_config.DEFAULTS`: 20 epochs, batch
@@ -259,6 +258,8 @@ def train(model="lenet5", dataset="digits", epochs=None, batch_size=None, learni
             ~/tensorflow_datasets).
         input_shape: (height, width, channels) of the model, default the builder's.
         max_examples: use at most this many examples of each split (smoke runs).
+        download: let tensorflow-datasets download and prepare a missing set (needs network;
+            by default nothing is downloaded and a missing set raises at once).
         tensorboard: write TensorBoard logs to ``output/logs``.
         verbose: Keras' fit verbosity; "auto": progress bars on a terminal, else a line per
             epoch.
@@ -279,7 +280,7 @@ def train(model="lenet5", dataset="digits", epochs=None, batch_size=None, learni
                  learning_rate=learning_rate, optimizer=optimizer, schedule=schedule, augment=augment,
                  seed=seed,
                  implementation=implementation, layers=layers, data_dir=data_dir,
-                 input_shape=input_shape, max_examples=max_examples)
+                 input_shape=input_shape, max_examples=max_examples, download=download)
     for flag, value in (("resume", resume), ("overwrite", overwrite)):
         if not isinstance(value, bool):
             raise ValueError(f"Invalid value for argument `{flag}`. Expected True or False. "
@@ -291,6 +292,14 @@ def train(model="lenet5", dataset="digits", epochs=None, batch_size=None, learni
     out = os.fspath(output) if output is not None else None
     stored = check_output(out, resume, overwrite)
     config = validate_config(resolve_config(given, stored))
+    from keras_cnn_ext import data
+
+    # the data first: a missing set fails before any file is written
+    data.load(config["dataset"], data_dir=config["data_dir"], batch_size=None,
+              download=config["download"], cache=False)
+    facts = data.info(config["dataset"], config["data_dir"])
+    train_split, val_split, test_split = data.standard_splits(config["dataset"],
+                                                              config["data_dir"], facts)
     if out is None:
         out = default_output(config["model"], config["dataset"])
     _prepare_output(out, resume, overwrite)
@@ -301,12 +310,6 @@ def train(model="lenet5", dataset="digits", epochs=None, batch_size=None, learni
     verbose = _verbose(verbose)
     if verbose:
         print(f"Output folder: {out}", flush=True)
-
-    from keras_cnn_ext import data
-
-    facts = data.info(config["dataset"], config["data_dir"])
-    train_split, val_split, test_split = data.standard_splits(config["dataset"],
-                                                              config["data_dir"], facts)
     ckpt_dir = os.path.join(out, "checkpoints")
     with _implementation(config["implementation"]):
         # also when resuming: tf.data's shuffles combine their seeds with the global one

@@ -64,6 +64,9 @@ def add_parser(subparsers):
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run files in a non-empty --output")
     add_data_dir(p)
+    p.add_argument("--download", action="store_true",
+                   help="let tensorflow-datasets download a missing set (needs network; "
+                        "default: never download, fail at once with a hint)")
     p.add_argument("--max-examples", type=positive_int, metavar="N",
                    help="use at most N examples of each split (smoke runs)")
     p.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard logs")
@@ -90,7 +93,7 @@ def run(args):
                   schedule=args.schedule, augment=args.augment, seed=args.seed,
                   implementation=args.implementation, layers=args.layers,
                   data_dir=args.data_dir, input_shape=args.input_shape,
-                  max_examples=args.max_examples)
+                  max_examples=args.max_examples, download=args.download or None)
     try:  # the checks `train` makes first, reported as usage errors (exit code 2)
         stored = training_config.check_output(args.output, args.resume, args.overwrite)
         training_config.validate_config(training_config.resolve_config(kwargs, stored))
