@@ -85,7 +85,8 @@ setup(
     cmdclass={"build_py": BuildPyWithNative},  # compiles custom_ops/ (build_native.py)
     install_requires=["keras>=3.0", "numpy"] + _tensorflow_requirement(),
     extras_require={
-        "tuning": ["keras-tuner>=1.4"],
+        # grpcio: KerasTuner's distributed (chief/worker) search talks gRPC
+        "tuning": ["keras-tuner>=1.4", "grpcio"],
         "data": ["tensorflow-datasets>=4.9", "scikit-learn"],
         "viz": ["matplotlib"],
         "tensorboard": ["tensorboard"],

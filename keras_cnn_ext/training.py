@@ -31,7 +31,7 @@ import time
 import keras
 import tensorflow as tf
 
-from keras_cnn_ext import checkpointing
+from keras_cnn_ext import checkpointing, distribute
 from keras_cnn_ext.training_config import (
     DEFAULT_LEARNING_RATES, RUN_FILES, check_output, resolve_config, validate_config,
 )
@@ -228,8 +228,9 @@ def _prepare_output(out, resume, overwrite):
 
 def train(model="lenet5", dataset="digits", epochs=None, batch_size=None, learning_rate=None,
           optimizer=None, schedule=None, augment=None, seed=None, implementation=None,
-          layers=None, output=None, resume=False, overwrite=False, data_dir=None, input_shape=None, max_examples=None,
-          download=False, tensorboard=True, verbose="auto", callbacks=None):
+          layers=None, output=None, resume=False, overwrite=False, data_dir=None,
+          input_shape=None, max_examples=None, download=False, tensorboard=True, verbose="auto",
+          callbacks=None, strategy=None, cpu_replicas=None, sync_batch_norm=None):
     """Trains `model` on `dataset` with `model.fit`; returns the metrics (also in metrics.json).
 
     Arguments left as None take their defaults (`training_config.DEFAULTS`: 20 epochs, batch
@@ -264,6 +265,15 @@ def train(model="lenet5", dataset="digits", epochs=None, batch_size=None, learni
         verbose: Keras' fit verbosity; "auto": progress bars on a terminal, else a line per
             epoch.
         callbacks: extra Keras callbacks.
+        strategy: "default" (one device), "mirrored" (this machine's GPUs, or `cpu_replicas`
+            CPU replicas) or "multi_worker" (the processes of TF_CONFIG; every worker runs the
+            same call with the same `output`). `batch_size` is then per replica: a step
+            consumes batch_size x replicas examples. Only the chief writes the model, metrics
+            and curves into `output`; the other workers keep their checkpoints and logs in
+            ``output/workers/<task>-<index>``. See README, "Scaling out".
+        cpu_replicas: with "mirrored": split the CPU into this many replicas.
+        sync_batch_norm: with several replicas, normalise with the statistics of the global
+            batch (default True: a step equals one device's on the global batch).
 
     Returns:
         The metrics dict: ``test_accuracy``, ``test_loss``, ``val_accuracy``, ``epochs``,
@@ -280,7 +290,8 @@ def train(model="lenet5", dataset="digits", epochs=None, batch_size=None, learni
                  learning_rate=learning_rate, optimizer=optimizer, schedule=schedule, augment=augment,
                  seed=seed,
                  implementation=implementation, layers=layers, data_dir=data_dir,
-                 input_shape=input_shape, max_examples=max_examples, download=download)
+                 input_shape=input_shape, max_examples=max_examples, download=download,
+                 strategy=strategy, cpu_replicas=cpu_replicas, sync_batch_norm=sync_batch_norm)
     for flag, value in (("resume", resume), ("overwrite", overwrite)):
         if not isinstance(value, bool):
             raise ValueError(f"Invalid value for argument `{flag}`. Expected True or False. "
@@ -289,12 +300,15 @@ def train(model="lenet5", dataset="digits", epochs=None, batch_size=None, learni
         raise ValueError("Invalid value for argument `overwrite`. Expected False together with "
                          "resume=True (resume continues a run, overwrite replaces it). "
                          "Received: overwrite=True")
-    out = os.fspath(output) if output is not None else None
+    out = distribute.run_output(strategy, os.fspath(output) if output is not None else None)
     stored = check_output(out, resume, overwrite)
     config = validate_config(resolve_config(given, stored))
+    distribute.check_resumed_strategy(strategy, config["strategy"])
+    # before any TensorFlow operation: devices and collectives are fixed at the first one
+    place = distribute.Placement.create(config["strategy"], config["cpu_replicas"])
     from keras_cnn_ext import data
 
-    # the data first: a missing set fails before any file is written
+    # the data next: a missing set fails before any file is written
     data.load(config["dataset"], data_dir=config["data_dir"], batch_size=None,
               download=config["download"], cache=False)
     facts = data.info(config["dataset"], config["data_dir"])
@@ -311,7 +325,8 @@ def train(model="lenet5", dataset="digits", epochs=None, batch_size=None, learni
     if verbose:
         print(f"Output folder: {out}", flush=True)
     ckpt_dir = os.path.join(out, "checkpoints")
-    with _implementation(config["implementation"]):
+    batch = place.global_batch(config["batch_size"])  # per-replica batch x replicas
+    with _implementation(config["implementation"]), place.scope():
         # also when resuming: tf.data's shuffles combine their seeds with the global one
         keras.utils.set_random_seed(config["seed"])
         state = checkpointing.load_state(ckpt_dir) if resume else None
@@ -324,14 +339,15 @@ def train(model="lenet5", dataset="digits", epochs=None, batch_size=None, learni
         else:
             net = build_model(config, facts["num_classes"])
             first_epoch, history = 0, {}
+        place.prepare_model(net, config["sync_batch_norm"])
         shape = tuple(net.input_shape[1:])
         cap = config["max_examples"]
         train_examples = _examples(config, train_split, shape, cap)
         n_train = _count(train_examples)
-        steps = -(-n_train // config["batch_size"])
+        steps = -(-n_train // batch)
         if state is None:
             compile_model(net, config, steps)
-        val = _batched(_examples(config, val_split, shape, cap), config["batch_size"])
+        val = place.prepare_data(_batched(_examples(config, val_split, shape, cap), batch))
         title = f"{config['model']} on {config['dataset']} ({config['layers']} layers)"
         saver = checkpointing.EpochCheckpoint(
             ckpt_dir, history, on_epoch_saved=lambda h: _write_history(out, h))
@@ -340,18 +356,19 @@ def train(model="lenet5", dataset="digits", epochs=None, batch_size=None, learni
             fit_callbacks.append(keras.callbacks.TensorBoard(
                 log_dir=os.path.join(out, "logs"), write_graph=False))
         if first_epoch < config["epochs"]:
-            net.fit(_epoch_batches(train_examples, n_train, config["batch_size"],
-                                   config["seed"], first_epoch, config["epochs"],
-                                   _augmenter(config["augment"], shape, config["seed"])),
+            net.fit(place.prepare_data(_epoch_batches(
+                        train_examples, n_train, batch, config["seed"], first_epoch,
+                        config["epochs"], _augmenter(config["augment"], shape, config["seed"]))),
                     validation_data=val, epochs=config["epochs"], initial_epoch=first_epoch,
                     steps_per_epoch=steps, callbacks=fit_callbacks, verbose=verbose,
                     shuffle=False)  # shuffled per epoch above
         history = saver.history
-        test_ds = _batched(_examples(config, test_split or val_split, shape, cap),
-                           config["batch_size"])
+        test_ds = place.prepare_data(_batched(
+            _examples(config, test_split or val_split, shape, cap), batch))
         test_loss, test_acc = net.evaluate(test_ds, verbose=0)
-    checkpointing.atomic_save_model(net, os.path.join(out, "model.keras"))
-    _write_history(out, history, title)
+    if place.is_chief:  # the other workers of a multi-worker run have their checkpoints
+        checkpointing.atomic_save_model(net, os.path.join(out, "model.keras"))
+    _write_history(out, history, title if place.is_chief else None)
 
     def last(key):
         values = history.get(key) or [None]
@@ -374,7 +391,10 @@ def train(model="lenet5", dataset="digits", epochs=None, batch_size=None, learni
         "augment": config["augment"],
         "params": int(net.count_params()), "input_shape": list(shape),
         "train_examples": n_train, "resumed": bool(state is not None), "output": out,
+        "global_batch_size": batch, **place.describe(),
     }
+    if not place.is_chief:
+        return metrics
     checkpointing.atomic_write_json(os.path.join(out, "metrics.json"), metrics)
     if verbose:
         print(f"test accuracy {metrics['test_accuracy']:.4f}, test loss "

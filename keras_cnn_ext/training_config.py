@@ -7,11 +7,13 @@ Kept apart from `keras_cnn_ext.training` so the command line can validate names 
 import os
 
 from keras_cnn_ext import checkpointing
+from keras_cnn_ext.distribute.strategy import STRATEGIES
 
 DEFAULTS = {"epochs": 20, "batch_size": 16, "learning_rate": None, "optimizer": "adam",
             "schedule": "constant", "augment": "none", "seed": 0, "implementation": "auto",
             "layers": "textbook", "data_dir": None, "input_shape": None, "max_examples": None,
-            "download": False}
+            "download": False, "strategy": "default", "cpu_replicas": None,
+            "sync_batch_norm": True}
 # learning_rate=None means this rate for the optimizer (Keras' defaults, except the Adam family:
 # 2e-3, measured best for LeNet-5 on digits; see README "Training")
 DEFAULT_LEARNING_RATES = {"adam": 2e-3, "adamw": 2e-3, "nadam": 2e-3, "sgd": 1e-2,
@@ -81,6 +83,13 @@ def validate_config(config):
     _choice(config, "augment", AUGMENTATIONS)
     _choice(config, "implementation", IMPLEMENTATIONS)
     _choice(config, "layers", LAYERS)
+    _choice(config, "strategy", STRATEGIES)
+    _int(config, "cpu_replicas", 1, optional=True)
+    if config["cpu_replicas"] not in (None, 1) and config["strategy"] != "mirrored":
+        raise _invalid("cpu_replicas", "None or 1 unless strategy='mirrored' (it splits the "
+                       "CPU into that many replicas)", config["cpu_replicas"])
+    if not isinstance(config["sync_batch_norm"], bool):
+        raise _invalid("sync_batch_norm", "True or False", config["sync_batch_norm"])
     lr = config["learning_rate"]
     if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float))
                            or not lr > 0 or lr != lr or lr == float("inf")):
@@ -110,6 +119,9 @@ def check_output(out, resume, overwrite):
     if os.path.exists(out) and not os.path.isdir(out):
         raise _invalid("output", "a folder", out)
     entries = sorted(os.listdir(out)) if os.path.isdir(out) else []
+    # "workers/" holds the other workers' folders of a multi-worker run: they may create it
+    # before the chief gets here
+    entries = [e for e in entries if e != "workers"]
     if entries and not (resume or overwrite):
         shown = ", ".join(entries[:6]) + (", ..." if len(entries) > 6 else "")
         raise FileExistsError(

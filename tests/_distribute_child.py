@@ -1,19 +1,14 @@
 """Child processes of tests/test_distribute.py (TensorFlow's devices and collectives are fixed
 per process, so every distributed configuration runs in a fresh interpreter).
 
-    python tests/_distribute_child.py mirrored-step OUT.json
+    python tests/_distribute_child.py mirrored-step OUT.json composite,native
         MirroredStrategy over 2 logical CPU devices vs one device: one SGD step of LeNet-5 and
         of a small ResNet of our residual blocks from the same initial weights on the same global
         batch; writes the largest weight difference, how far the step moved the weights, and
         the (op type, device) pairs of the package's compiled ops in the replicated step.
-        The implementation comes from KERAS_CNN_EXT_IMPLEMENTATION.
+        Once per implementation named (KERAS_CNN_EXT_IMPLEMENTATION set for each).
 
-    python tests/_distribute_child.py multi-worker-fit OUT.json   (TF_CONFIG set by the parent)
-        model.fit of LeNet-5 under MultiWorkerMirroredStrategy for 2 epochs of 4 global batches;
-        writes the history and the final weights' checksum.
-
-    python tests/_distribute_child.py reference-fit OUT.json
-        The same training in one plain process (the numbers the workers must reproduce).
+(Multi-worker training is tested through the command line: tests/test_distribute.py.)
 """
 
 import json
@@ -62,20 +57,33 @@ def _small_resnet():
     return keras.Model(inputs, outputs, name="small_resnet")
 
 
-def mirrored_step(out):
+def mirrored_step(out, implementations):
     import keras_cnn_ext as kce
 
     strategy = kce.distribute.create_strategy("mirrored", cpu_replicas=2)
+    from keras_cnn_ext.ops import dispatch
+
+    result = {"replicas": strategy.num_replicas_in_sync,
+              "devices": list(strategy.extended.worker_devices), "runs": {}}
+    for implementation in implementations:
+        # the layers read the override when they are traced: one process serves both
+        os.environ[dispatch.ENV_VAR] = implementation
+        result["runs"][implementation] = _compare(strategy)
+    _write(out, result)
+
+
+def _compare(strategy):
     import keras
     import numpy as np
     import tensorflow as tf
+
+    import keras_cnn_ext as kce
 
     builders = {
         "lenet5": lambda: kce.models.lenet5(),
         "small_resnet": _small_resnet,
     }
-    result = {"replicas": strategy.num_replicas_in_sync,
-              "devices": list(strategy.extended.worker_devices), "models": {}}
+    results = {}
     for name, build in builders.items():
         keras.utils.set_random_seed(0)
         with strategy.scope():
@@ -108,62 +116,19 @@ def mirrored_step(out):
         native_ops = sorted({(op.type, op.device.split("device:")[-1])
                              for op in graph.get_operations()
                              if op.type.startswith("KerasCnnExt")})
-        result["models"][name] = {
+        results[name] = {
             "max_weight_diff": _max_abs_diff(single.get_weights(), distributed.get_weights()),
             "step_size": _max_abs_diff(single.get_weights(), initial),
             "synchronized_batch_norms": synced,
             "native_ops": native_ops,
         }
-    _write(out, result)
-
-
-def _fit_data():
-    import numpy as np
-    import tensorflow as tf
-
-    import keras_cnn_ext as kce
-
-    rng = np.random.default_rng(2)
-    x = rng.random((64, 28, 28, 1), dtype=np.float32)
-    y = rng.integers(0, 10, 64)
-    return kce.distribute.shard_by_data(tf.data.Dataset.from_tensor_slices((x, y)).batch(16))
-
-
-def _fit(strategy, out):
-    import keras
-    import numpy as np
-
-    import keras_cnn_ext as kce
-
-    keras.utils.set_random_seed(0)
-    with strategy.scope():
-        model = kce.models.lenet5()
-        model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5),
-                      loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    data = _fit_data()
-    history = model.fit(data, epochs=2, validation_data=data, verbose=0).history
-    evaluation = model.evaluate(data, verbose=0, return_dict=True)
-    _write(out, {
-        "history": {k: [float(v) for v in vs] for k, vs in history.items()},
-        "evaluate": {k: float(v) for k, v in evaluation.items()},
-        "weights_sum": float(sum(np.sum(np.abs(w)) for w in model.get_weights())),
-        "worker": kce.distribute.worker_info().name,
-        "replicas": strategy.num_replicas_in_sync,
-    })
+    return results
 
 
 def main(argv):
     mode, out = argv[1], argv[2]
     if mode == "mirrored-step":
-        mirrored_step(out)
-    elif mode == "multi-worker-fit":
-        import keras_cnn_ext as kce
-
-        _fit(kce.distribute.create_strategy("multi_worker"), out)
-    elif mode == "reference-fit":
-        import keras_cnn_ext as kce
-
-        _fit(kce.distribute.create_strategy("default"), out)
+        mirrored_step(out, argv[3].split(","))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

@@ -32,6 +32,30 @@ def test_filters(value, exc):
         L.CrossCorrelation2D(value, 3)
 
 
+INTEGER_ARGUMENTS = [
+    ("filters", lambda v: L.CrossCorrelation2D(v, 3)),
+    ("filters", lambda v: L.ResidualBlock(v)),
+    ("filters", lambda v: L.BottleneckBlock(v)),
+    ("expansion", lambda v: L.BottleneckBlock(4, expansion=v)),
+    ("filters_5x5", lambda v: L.InceptionModule(1, 1, 1, 1, v, 1)),
+    ("num_classes", lambda v: kce.models.lenet5(num_classes=v)),
+]
+
+
+@pytest.mark.parametrize("name, make", INTEGER_ARGUMENTS,
+                         ids=[f"{n}-{i}" for i, (n, _) in enumerate(INTEGER_ARGUMENTS)])
+@pytest.mark.parametrize("value, exc", [(2.5, TypeError), (2.0, TypeError), ("3", TypeError),
+                                        (None, TypeError), (False, TypeError), (0, ValueError),
+                                        (-2, ValueError)])
+def test_integer_arguments_are_checked_the_same_everywhere(name, make, value, exc):
+    """One check (`geometry.normalize_int`): the same exception and message for the same bad
+    value in every layer, block and builder."""
+    with pytest.raises(exc) as info:
+        make(value)
+    assert str(info.value) == (f"Invalid value for argument `{name}`. Expected an integer >= 1. "
+                               f"Received: {name}={value!r}")
+
+
 # ------------------------------------------------------- kernel_size / strides / pool_size
 BAD_SIZES = [
     (0, ValueError), (-1, ValueError), ((3, 0), ValueError), ((3, -2), ValueError),

@@ -8,12 +8,14 @@ TensorFlow's start-up): they run `tests/_distribute_child.py` in subprocesses on
 
 import json
 import os
+import time
 
 import keras
 import pytest
 import tensorflow as tf
 
 import keras_cnn_ext as kce
+from keras_cnn_ext import training
 from keras_cnn_ext.ops import native
 
 from proc_helper import finish, free_ports, start, tail
@@ -129,53 +131,109 @@ def test_shard_by_data_sets_the_data_policy():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("implementation", ["composite", "native"])
-def test_mirrored_two_cpus_one_sgd_step_equals_one_device(implementation, tmp_path):
-    if implementation == "native" and not native.available():
-        pytest.skip(native.status())
+def test_mirrored_two_cpus_one_sgd_step_equals_one_device(tmp_path):
+    """LeNet-5 and a small ResNet (with synchronized BatchNorm), composite and native: one SGD
+    step on 2 logical CPU replicas gives the weights of one device on the global batch."""
+    implementations = ["composite"] + (["native"] if native.available() else [])
     out = str(tmp_path / "result.json")
-    proc = start([CHILD, "mirrored-step", out], str(tmp_path / "log.txt"),
-                 KERAS_CNN_EXT_IMPLEMENTATION=implementation)
-    assert finish([proc], timeout=240) == [0], tail(proc)
+    proc = start([CHILD, "mirrored-step", out, ",".join(implementations)],
+                 str(tmp_path / "log.txt"))
+    assert finish([proc], timeout=300) == [0], tail(proc)
     with open(out, encoding="utf-8") as f:
         result = json.load(f)
     assert result["replicas"] == 2
     assert [d.split("device:")[-1] for d in result["devices"]] == ["CPU:0", "CPU:1"]
-    for name, model in result["models"].items():
-        assert model["step_size"] > 1e-2, name  # the step really moved the weights
-        # float32: the replicas' gradient sum is added in another order than one device's
-        assert model["max_weight_diff"] < 1e-5, (name, model)
-        devices = {device for _, device in model["native_ops"]}
-        if implementation == "native":
-            # the compiled forward and backward ops run on each replica's own device
-            assert devices == {"CPU:0", "CPU:1"}, (name, model["native_ops"])
-            assert {"KerasCnnExt>Corr2D", "KerasCnnExt>Corr2DBackpropFilter",
-                    "KerasCnnExt>Corr2DBackpropInput"} <= {t for t, _ in model["native_ops"]}
-        else:
-            assert model["native_ops"] == [], name
-    assert result["models"]["small_resnet"]["synchronized_batch_norms"] == 6
+    assert sorted(result["runs"]) == sorted(implementations)
+    for implementation, models in result["runs"].items():
+        for name, model in models.items():
+            where = (implementation, name)
+            assert model["step_size"] > 1e-2, where  # the step really moved the weights
+            # float32: the replicas' gradient sum is added in another order than one device's
+            assert model["max_weight_diff"] < 1e-5, (where, model)
+            devices = {device for _, device in model["native_ops"]}
+            if implementation == "native":
+                # the compiled forward and backward ops run on each replica's own device
+                assert devices == {"CPU:0", "CPU:1"}, (where, model["native_ops"])
+                assert {"KerasCnnExt>Corr2D", "KerasCnnExt>Corr2DBackpropFilter",
+                        "KerasCnnExt>Corr2DBackpropInput"} <= {
+                    t for t, _ in model["native_ops"]}
+            else:
+                assert model["native_ops"] == [], where
+        assert models["small_resnet"]["synchronized_batch_norms"] == 6
+    if "native" not in implementations:
+        pytest.skip(f"composite checked; native ops unavailable: {native.status()}")
+
+
+def _cli(*args, data_dir):
+    return ["-m", "keras_cnn_ext", "train", "lenet5", "--dataset", "digits", "--data-dir", data_dir, "--epochs",
+            "2", "--max-examples", "128", "--no-tensorboard", "--verbose", "2", *args]
+
+
+def _reference(data_dir, tmp_path, batch_size):
+    """The same run on one device with the global batch (in this process)."""
+    return training.train("lenet5", "digits", data_dir=data_dir, epochs=2, max_examples=128,
+                          batch_size=batch_size, tensorboard=False, verbose=0,
+                          output=str(tmp_path / "reference"))
+
+
+def _same_history(a, b):
+    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+        assert a[key] == pytest.approx(b[key], rel=1e-5, abs=1e-6), key
+
+
+def test_train_rejects_bad_strategy_arguments(tmp_path):
+    with pytest.raises(ValueError, match=r"argument `strategy`.*Received: strategy='ring'"):
+        training.train(strategy="ring", output=str(tmp_path / "a"))
+    with pytest.raises(ValueError, match=r"argument `cpu_replicas`.*Received: cpu_replicas=2"):
+        training.train(cpu_replicas=2, output=str(tmp_path / "b"))
+    with pytest.raises(ValueError, match=r"argument `output`.*multi_worker.*output=None"):
+        training.train(strategy="multi_worker")
 
 
 @pytest.mark.slow
-def test_multi_worker_fit_on_two_localhost_workers_matches_one_process(tmp_path):
+def test_cli_train_mirrored_equals_one_device_on_the_global_batch(digits_data_dir, tmp_path):
+    out = tmp_path / "mirrored"
+    proc = start(_cli("--strategy", "mirrored", "--cpu-replicas", "2", "--batch-size", "8",
+                      "--output", str(out), data_dir=digits_data_dir), str(tmp_path / "log"))
+    reference = _reference(digits_data_dir, tmp_path, batch_size=16)
+    assert finish([proc], timeout=240) == [0], tail(proc)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["strategy"], metrics["replicas"], metrics["global_batch_size"],
+            metrics["batch_size"]) == ("mirrored", 2, 16, 8)
+    assert (out / "model.keras").exists() and (out / "checkpoints" / "state.json").exists()
+    _same_history(json.loads((out / "history.json").read_text()),
+                  json.loads((tmp_path / "reference" / "history.json").read_text()))
+    assert metrics["test_loss"] == pytest.approx(reference["test_loss"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_cli_train_multi_worker_on_two_localhost_processes(digits_data_dir, tmp_path):
+    """2 workers with TF_CONFIG: same losses on both, equal to one process with the global
+    batch; the chief writes the run folder, worker 1 only its own folder."""
     ports = free_ports(2)
-    procs = [start([CHILD, "multi-worker-fit", str(tmp_path / f"w{i}.json")],
-                   str(tmp_path / f"w{i}.log"), TF_CONFIG=_tf_config(ports, i))
-             for i in range(2)]
-    procs.append(start([CHILD, "reference-fit", str(tmp_path / "ref.json")],
-                       str(tmp_path / "ref.log")))
+    out = tmp_path / "run"
+    procs = [start(_cli("--strategy", "multi_worker", "--batch-size", "8", "--output", str(out),
+                        data_dir=digits_data_dir), str(tmp_path / f"w{i}.log"),
+                   TF_CONFIG=_tf_config(ports, i)) for i in range(2)]
+    began = time.monotonic()
+    reference = _reference(digits_data_dir, tmp_path, batch_size=16)
     codes = finish(procs, timeout=300)
-    assert codes == [0, 0, 0], "\n-----\n".join(tail(p) for p in procs)
-    results = []
-    for name in ("w0", "w1", "ref"):
-        with open(tmp_path / f"{name}.json", encoding="utf-8") as f:
-            results.append(json.load(f))
-    w0, w1, ref = results
-    assert (w0["replicas"], w1["replicas"], ref["replicas"]) == (2, 2, 1)
-    assert (w0["worker"], w1["worker"]) == ("worker-0", "worker-1")
-    assert w0["history"] == w1["history"]  # both workers report the same global numbers
-    for key, values in ref["history"].items():
-        assert w0["history"][key] == pytest.approx(values, rel=1e-5), key
-    assert w0["evaluate"]["loss"] == pytest.approx(ref["evaluate"]["loss"], rel=1e-5)
-    assert w0["weights_sum"] == pytest.approx(ref["weights_sum"], rel=1e-6)
-    assert w0["history"]["loss"][1] < w0["history"]["loss"][0]
+    assert codes == [0, 0], "\n-----\n".join(tail(p) for p in procs)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert (metrics["strategy"], metrics["workers"], metrics["replicas"],
+            metrics["global_batch_size"], metrics["worker"]) == (
+        "multi_worker", 2, 2, 16, "worker-0")
+    other = out / "workers" / "worker-1"
+    assert (other / "checkpoints" / "state.json").exists() and (other / "history.json").exists()
+    assert not (other / "metrics.json").exists() and not (other / "model.keras").exists()
+    assert not (out / "workers" / "worker-0").exists()
+    chief_history = json.loads((out / "history.json").read_text())
+    worker_history = json.loads((other / "history.json").read_text())
+    for key in ("loss", "val_loss", "accuracy"):
+        assert chief_history[key] == worker_history[key], key  # the same global numbers
+    _same_history(chief_history, json.loads(
+        (tmp_path / "reference" / "history.json").read_text()))
+    assert metrics["test_loss"] == pytest.approx(reference["test_loss"], rel=1e-5)
+    print(f"multi-worker run: {time.monotonic() - began:.1f} s wall for both workers; final "
+          f"loss worker-0 {chief_history['loss'][-1]:.6f}, worker-1 "
+          f"{worker_history['loss'][-1]:.6f}, one process {reference['train_loss']:.6f}")

@@ -171,3 +171,31 @@ def test_killed_worker_does_not_hang_the_chief_and_its_trial_is_rerun(tmp_path):
     assert 0 < detected < 60  # heartbeat_timeout is 6 s in the child
     print(f"killed tuner1 in trial {trial}: declared lost {detected:.1f} s later, "
           f"search finished {recovery:.1f} s after the kill")
+
+
+@pytest.mark.slow
+def test_chief_killed_and_restarted_resumes_and_keeps_the_running_trials(tmp_path):
+    chief, workers, status_path = _search(tmp_path, max_trials=4, pauses=[4, 4])
+    deadline = time.monotonic() + 180
+    running = {}
+    while time.monotonic() < deadline and len(running) < 2 and chief.poll() is None:
+        time.sleep(0.3)
+        if os.path.exists(status_path):
+            running = _read(status_path)["running"]
+    assert len(running) == 2, "the workers never ran two trials at once:\n" + tail(chief)
+    kill(chief)  # SIGKILL, by its pid
+    chief.log_file.close()
+    restarted = start([CHILD, "chief", _read(status_path)["oracle"], str(tmp_path / "search"),
+                       str(tmp_path / "chief.json"), "4", "tuner0,tuner1"],
+                      str(tmp_path / "chief2.log"))
+    codes = finish([restarted, *workers], timeout=200)
+    assert codes == [0, 0, 0], "\n-----\n".join(tail(p) for p in (restarted, *workers))
+    result = _read(tmp_path / "chief.json")
+    assert result["state"] == "done"
+    assert result["trials"] == result["completed"] == 4
+    assert result["ended"] == {t: 1 for t in result["status"]}
+    ran = [_read(tmp_path / f"tuner{i}.json")["trials"] for i in range(2)]
+    assert sorted(ran[0] + ran[1]) == sorted(result["status"])  # nothing ran twice
+    for tuner_id, trial in running.items():  # the in-flight trials stayed with their workers
+        assert result["assignments"][trial] == [tuner_id]
+        assert trial in ran[int(tuner_id[-1])]

@@ -12,7 +12,7 @@ from keras_cnn_ext.cli import UsageError
 EPILOG = """\
 examples:
   # portable (stock TensorFlow ops only; loads without keras_cnn_ext), verified
-  keras-cnn-ext export output/train/lenet5/model.keras export/lenet5/1
+  keras-cnn-ext export runs/lenet/model.keras export/lenet5/1
   # keep the compiled ops (loading needs `kce.register_ops()` first)
   keras-cnn-ext export model.keras export/resnet18/1 --native
   # skip the reload in a fresh process

@@ -7,7 +7,7 @@ from keras_cnn_ext.cli._args import (
     add_data_dir, check_dataset, check_model, input_shape, positive_float, positive_int,
 )
 from keras_cnn_ext.training_config import (
-    AUGMENTATIONS, DEFAULTS, IMPLEMENTATIONS, LAYERS, OPTIMIZERS, SCHEDULES,
+    AUGMENTATIONS, DEFAULTS, IMPLEMENTATIONS, LAYERS, OPTIMIZERS, SCHEDULES, STRATEGIES,
 )
 
 EPILOG = """\
@@ -17,11 +17,19 @@ examples:
   keras-cnn-ext train lenet5 --output runs/lenet --resume   # continue a killed run
   keras-cnn-ext train resnet20 --dataset cifar10 --augment crop_flip --epochs 50 \\
       --data-dir ~/tensorflow_datasets
+  keras-cnn-ext train lenet5 --strategy mirrored --cpu-replicas 2 -b 16   # 2 replicas, 32/step
+  TF_CONFIG='{"cluster": {"worker": ["host0:2222", "host1:2222"]}, "task": {"type": "worker",
+      "index": 0}}' keras-cnn-ext train resnet20 --strategy multi_worker -o /shared/runs/r20
 
 Without --output each run gets a new folder runs/train/<model>-<dataset>-<time>. The folder
 holds model.keras, metrics.json, history.json, training_curves.png, args.json, logs/
 (TensorBoard) and checkpoints/ (the last epoch: --resume continues from it, also after a kill).
 A non-empty folder is refused unless --resume or --overwrite is given.
+
+With --strategy mirrored or multi_worker, --batch-size is per replica: every step consumes
+batch-size x replicas examples. A multi-worker run starts the same command on every host (each
+with its TF_CONFIG task); the chief writes the run folder, the other workers only
+<output>/workers/<task>-<index>/. See README, "Scaling out".
 """
 
 
@@ -69,6 +77,14 @@ def add_parser(subparsers):
                         "default: never download, fail at once with a hint)")
     p.add_argument("--max-examples", type=positive_int, metavar="N",
                    help="use at most N examples of each split (smoke runs)")
+    p.add_argument("--strategy", choices=STRATEGIES,
+                   help="default: one device; mirrored: this machine's GPUs (or --cpu-replicas "
+                        "CPU replicas); multi_worker: the hosts of TF_CONFIG")
+    p.add_argument("--cpu-replicas", type=positive_int, metavar="N",
+                   help="with --strategy mirrored: split the CPU into N replicas")
+    p.add_argument("--no-sync-batch-norm", dest="sync_batch_norm", action="store_false",
+                   default=None, help="with several replicas: each normalises with its own "
+                   "part of the batch (default: the global batch's statistics)")
     p.add_argument("--no-tensorboard", action="store_true", help="write no TensorBoard logs")
     p.add_argument("--verbose", choices=("auto", "0", "1", "2"), default="auto",
                    help="0 silent, 1 progress bars, 2 one line per epoch (auto: 1 on a "
@@ -93,10 +109,16 @@ def run(args):
                   schedule=args.schedule, augment=args.augment, seed=args.seed,
                   implementation=args.implementation, layers=args.layers,
                   data_dir=args.data_dir, input_shape=args.input_shape,
-                  max_examples=args.max_examples, download=args.download or None)
+                  max_examples=args.max_examples, download=args.download or None,
+                  strategy=args.strategy, cpu_replicas=args.cpu_replicas,
+                  sync_batch_norm=args.sync_batch_norm)
+    from keras_cnn_ext import distribute
+
     try:  # the checks `train` makes first, reported as usage errors (exit code 2)
-        stored = training_config.check_output(args.output, args.resume, args.overwrite)
-        training_config.validate_config(training_config.resolve_config(kwargs, stored))
+        out = distribute.run_output(args.strategy, args.output)
+        stored = training_config.check_output(out, args.resume, args.overwrite)
+        config = training_config.validate_config(training_config.resolve_config(kwargs, stored))
+        distribute.check_resumed_strategy(args.strategy, config["strategy"])
     except (ValueError, FileExistsError) as exc:
         raise UsageError(str(exc)) from None
 

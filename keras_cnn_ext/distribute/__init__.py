@@ -13,6 +13,11 @@ Example:
 32
 """
 
+from keras_cnn_ext.distribute.placement import (  # noqa: F401
+    Placement,
+    check_resumed_strategy,
+    run_output,
+)
 from keras_cnn_ext.distribute.strategy import (  # noqa: F401
     STRATEGIES,
     TF_CONFIG,

@@ -26,7 +26,8 @@ _IDLE_PAUSE = 1.0  # seconds between the requests of a worker waiting for the la
 
 
 def _log(message):
-    print(f"[keras-cnn-ext tune chief] {message}", file=sys.stderr, flush=True)
+    stamp = time.strftime("%H:%M:%S")
+    print(f"[keras-cnn-ext tune chief {stamp}] {message}", file=sys.stderr, flush=True)
 
 
 def _servicer_class():
@@ -37,12 +38,12 @@ def _servicer_class():
     from keras_tuner.src.engine.oracle import synchronized
 
     @synchronized
-    def keep_waiting(oracle, tuner_id):
+    def keep_waiting(oracle, tuner_id, orphans):
         return (tuner_id not in oracle.ongoing_trials
                 and not oracle._retry_queue  # noqa: SLF001
                 and oracle.max_trials is not None
                 and len(oracle.trials) >= oracle.max_trials
-                and any(t != tuner_id for t in oracle.ongoing_trials))
+                and (orphans or any(t != tuner_id for t in oracle.ongoing_trials)))
 
     @synchronized
     def is_running(oracle, trial_id):
@@ -51,9 +52,11 @@ def _servicer_class():
     class Servicer(oracle_chief.OracleServicer):
         """KerasTuner's service, refusing lost workers and stale reports of reclaimed trials."""
 
-        def __init__(self, oracle, heartbeats):
+        def __init__(self, oracle, heartbeats, orphans, adoption_wait):
             super().__init__(oracle)
             self.heartbeats = heartbeats
+            self.orphans = orphans
+            self.adoption_wait = adoption_wait
 
         def CreateTrial(self, request, context):  # noqa: N802 - gRPC method name
             tuner_id = request.tuner_id
@@ -80,9 +83,14 @@ def _servicer_class():
             return response
 
         def _keep_waiting(self, tuner_id):
-            return keep_waiting(self.oracle, tuner_id)
+            return keep_waiting(self.oracle, tuner_id, self.orphans)
 
         def _check_running(self, trial_id, context):
+            # After a restart of the chief, a worker's report of its in-flight trial may come
+            # before the heartbeat that gives the (queued) trial back to it: wait for that.
+            deadline = time.monotonic() + self.adoption_wait
+            while not is_running(self.oracle, trial_id) and time.monotonic() < deadline:
+                time.sleep(0.1)
             if not is_running(self.oracle, trial_id):
                 context.abort(grpc.StatusCode.FAILED_PRECONDITION,
                               f"trial {trial_id} is not running (its worker was declared lost "
@@ -99,19 +107,26 @@ def _servicer_class():
     return Servicer
 
 
-def _heartbeat_handler(heartbeats):
+def _heartbeat_handler(heartbeats, adopt):
     import grpc
 
     service, method = _HEARTBEAT.strip("/").split("/")
 
     def beat(request, context):
-        return b"ok" if heartbeats.beat(request.decode("utf-8", "replace")) else b"lost"
+        tuner_id, _, trial_id = request.decode("utf-8", "replace").partition("\n")
+        if not heartbeats.beat(tuner_id):
+            return b"lost"
+        if trial_id and adopt(tuner_id, trial_id):
+            with heartbeats.lock:
+                heartbeats.assignments[trial_id].append(tuner_id)
+            _log(f"worker {tuner_id!r} is still running trial {trial_id}: it keeps it")
+        return b"ok"
 
     return grpc.method_handlers_generic_handler(
         service, {method: grpc.unary_unary_rpc_method_handler(beat)})
 
 
-def _reclaim_function():
+def _oracle_functions():
     from keras_tuner.src.engine import trial as trial_module
     from keras_tuner.src.engine.oracle import synchronized
 
@@ -137,6 +152,42 @@ def _reclaim_function():
         return trial.trial_id
 
     @synchronized
+    def hold_orphans(oracle):
+        """The trials that were running when the previous chief stopped (`Oracle.reload` put
+        them in the retry queue): held back from other workers for a while, so that the
+        workers still running them can claim them with their next heartbeat."""
+        queue = oracle._retry_queue  # noqa: SLF001
+        orphans = {t for t in queue
+                   if oracle.trials[t].status == trial_module.TrialStatus.RUNNING}
+        queue[:] = [t for t in queue if t not in orphans]
+        return orphans
+
+    @synchronized
+    def release_orphans(oracle, orphans):
+        """Unclaimed orphans go back to the queue, for any worker."""
+        released = sorted(orphans)
+        oracle._retry_queue.extend(released)  # noqa: SLF001
+        orphans.clear()
+        oracle.save()
+        return released
+
+    @synchronized
+    def adopt(oracle, tuner_id, trial_id, orphans):
+        """A worker's heartbeat names a trial that was running when the previous chief
+        stopped: the trial stays with that worker."""
+        if trial_id not in orphans or tuner_id in oracle.ongoing_trials:
+            return False
+        orphans.discard(trial_id)
+        trial = oracle.trials[trial_id]
+        trial.status = trial_module.TrialStatus.RUNNING
+        oracle.ongoing_trials[tuner_id] = trial
+        oracle.tuner_ids.add(tuner_id)
+        # KerasTuner's display keys its end-of-trial line on the begin it saw: give it one.
+        oracle._display.on_trial_begin(trial)  # noqa: SLF001
+        oracle.save()
+        return True
+
+    @synchronized
     def snapshot(oracle):
         statuses = collections.Counter(t.status for t in oracle.trials.values())
         return {
@@ -151,7 +202,7 @@ def _reclaim_function():
             "status": {t.trial_id: t.status for t in oracle.trials.values()},
         }
 
-    return reclaim, snapshot
+    return reclaim, (hold_orphans, release_orphans, adopt), snapshot
 
 
 def _expected_names(workers):
@@ -171,11 +222,13 @@ def run_chief(cluster, tuner, poll=0.5):
     oracle = tuner.oracle
     tuner.save()
     heartbeats = Heartbeats()
-    servicer = _servicer_class()(oracle, heartbeats)
-    reclaim, snapshot = _reclaim_function()
+    reclaim, (hold_orphans, release_orphans, adopt), snapshot = _oracle_functions()
+    orphans = hold_orphans(oracle)
+    servicer = _servicer_class()(oracle, heartbeats, orphans, cluster.heartbeat_timeout)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
-    server.add_generic_rpc_handlers((_heartbeat_handler(heartbeats),))
+    server.add_generic_rpc_handlers(
+        (_heartbeat_handler(heartbeats, lambda t, trial: adopt(oracle, t, trial, orphans)),))
     if server.add_insecure_port(f"{cluster.host}:{cluster.port}") == 0:
         raise TuningClusterError(f"the chief cannot listen on {cluster.oracle} (port in use?)")
     server.start()
@@ -202,6 +255,7 @@ def run_chief(cluster, tuner, poll=0.5):
             assignments = {k: list(v) for k, v in heartbeats.assignments.items()}
         data = dict(state=state, oracle=cluster.oracle, workers=workers, lost=lost_log,
                     assignments=assignments, ended=dict(collections.Counter(snap["end_order"])),
+                    held=sorted(orphans),
                     **{k: snap[k] for k in ("trials", "max_trials", "completed", "failed",
                                             "running", "queued", "status")})
         data.update(extra or {})
@@ -225,7 +279,12 @@ def run_chief(cluster, tuner, poll=0.5):
                                           if trial_id else ""))
             alive = heartbeats.alive(cluster.heartbeat_timeout)
             snap = snapshot(oracle)
+            if orphans and now - started > cluster.heartbeat_timeout:
+                released = release_orphans(oracle, orphans)
+                _log(f"no worker claimed trial(s) {', '.join(released)} (running when the "
+                     "chief stopped): back in the queue")
             done = (servicer.stop_triggered and not snap["running"] and not snap["queued"]
+                    and not orphans
                     and oracle_chief.exit_chief(oracle))
             if done:
                 return status("done")
@@ -240,7 +299,7 @@ def run_chief(cluster, tuner, poll=0.5):
                          f"{cluster.worker_timeout:g} s; going on with {', '.join(alive)}")
             if not alive and now - no_worker_since > cluster.worker_timeout:
                 raise TuningClusterError(_give_up_message(cluster, heartbeats, expected, snap,
-                                                          tuner.project_dir))
+                                                          orphans, tuner.project_dir))
             if now - last_write > 2.0:
                 status(state)
                 last_write = now
@@ -253,7 +312,7 @@ def run_chief(cluster, tuner, poll=0.5):
         server.stop(grace=1.0)
 
 
-def _give_up_message(cluster, heartbeats, expected, snap, project_dir):
+def _give_up_message(cluster, heartbeats, expected, snap, orphans, project_dir):
     waited = f"{cluster.worker_timeout:g} s"
     with heartbeats.lock:
         seen = set(heartbeats.last_seen)
@@ -279,7 +338,7 @@ def _give_up_message(cluster, heartbeats, expected, snap, project_dir):
         missing = sorted(set(expected) - seen)
         if missing:
             parts.append(f"never connected: {', '.join(missing)}")
-    left = snap["queued"] or list(snap["running"].values())
+    left = snap["queued"] + sorted(orphans) or list(snap["running"].values())
     todo = f"trial(s) {', '.join(left)} not run" if left else "the search is not finished"
     return (f"no live tuner worker for {waited} ({'; '.join(parts)}) and {todo}; start a "
             f"worker again to finish (the search state is saved in {project_dir}, a restarted "

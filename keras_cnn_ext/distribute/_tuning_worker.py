@@ -4,24 +4,30 @@ and runs KerasTuner's own `Tuner.search` with its requests bounded in time."""
 import os
 import sys
 import threading
+import time
 
 from keras_cnn_ext.distribute.tuning import _HEARTBEAT, LOST_EXIT_CODE, TuningClusterError
 
 
 def _log(tuner_id, message):
-    print(f"[keras-cnn-ext tune worker {tuner_id}] {message}", file=sys.stderr, flush=True)
+    stamp = time.strftime("%H:%M:%S")
+    print(f"[keras-cnn-ext tune worker {tuner_id} {stamp}] {message}", file=sys.stderr,
+          flush=True)
 
 
 class _HeartbeatThread(threading.Thread):
     """Pings the chief every `interval` seconds. Told that this worker was declared lost (it
     was silent too long and its trial went to another worker), it ends the process: going on
-    would run that trial twice."""
+    would run that trial twice. Each ping names the trial running here, so that a chief that
+    was restarted (and put its in-flight trials back in the queue) gives it back to this
+    worker instead of running it twice."""
 
     def __init__(self, beat, cluster):
         super().__init__(name="kce-tuner-heartbeat", daemon=True)
         self.beat = beat
         self.cluster = cluster
         self.stopped = threading.Event()
+        self.trial_id = None
 
     def run(self):
         import grpc
@@ -30,7 +36,8 @@ class _HeartbeatThread(threading.Thread):
         tuner_id = self.cluster.tuner_id
         while not self.stopped.wait(self.cluster.heartbeat_interval):
             try:
-                reply = self.beat(tuner_id.encode(), timeout=self.cluster.heartbeat_interval * 2)
+                reply = self.beat(_payload(tuner_id, self.trial_id),
+                                  timeout=self.cluster.heartbeat_interval * 2)
             except grpc.RpcError as exc:
                 if not failing and not self.stopped.is_set():
                     _log(tuner_id, f"the chief at {self.cluster.oracle} does not answer "
@@ -46,13 +53,26 @@ class _HeartbeatThread(threading.Thread):
                 os._exit(LOST_EXIT_CODE)
 
 
+def _payload(tuner_id, trial_id):
+    return f"{tuner_id}\n{trial_id or ''}".encode()
+
+
+def channel_options(cluster):
+    # gRPC backs off up to 2 minutes between reconnection attempts after failures; a worker
+    # must notice a restarted chief within a heartbeat or two.
+    backoff_ms = int(cluster.heartbeat_interval * 1000)
+    return [("grpc.initial_reconnect_backoff_ms", backoff_ms),
+            ("grpc.min_reconnect_backoff_ms", backoff_ms),
+            ("grpc.max_reconnect_backoff_ms", backoff_ms)]
+
+
 def _connect(cluster):
     import grpc
 
-    channel = grpc.insecure_channel(cluster.oracle)
+    channel = grpc.insecure_channel(cluster.oracle, options=channel_options(cluster))
     beat = channel.unary_unary(_HEARTBEAT)
     try:
-        reply = beat(cluster.tuner_id.encode(), timeout=cluster.connect_timeout,
+        reply = beat(_payload(cluster.tuner_id, None), timeout=cluster.connect_timeout,
                      wait_for_ready=True)
     except grpc.RpcError as exc:
         channel.close()
@@ -94,13 +114,24 @@ def run_worker(cluster, make_tuner, search_args, search_kwargs):
                 "the tuner built on this worker does not talk to the chief; build it inside "
                 "run_distributed (KerasTuner reads its environment variables in the tuner's "
                 "constructor)")
-        on_trial_begin = tuner.on_trial_begin
+        from keras_tuner.src import protos
 
-        def record(trial):
+        # KerasTuner's requests on a channel with the same short reconnection backoff
+        tuner.oracle.stub = protos.get_service_grpc().OracleStub(
+            grpc.insecure_channel(cluster.oracle, options=channel_options(cluster)))
+        on_trial_begin, on_trial_end = tuner.on_trial_begin, tuner.on_trial_end
+
+        def trial_begins(trial):
             ran.append(trial.trial_id)
+            heartbeat.trial_id = trial.trial_id
             return on_trial_begin(trial)
 
-        tuner.on_trial_begin = record
+        def trial_ends(trial):
+            result = on_trial_end(trial)
+            heartbeat.trial_id = None
+            return result
+
+        tuner.on_trial_begin, tuner.on_trial_end = trial_begins, trial_ends
         tuner.search(*search_args, **search_kwargs)
     except grpc.RpcError as exc:
         raise TuningClusterError(

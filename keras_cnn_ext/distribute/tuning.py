@@ -17,7 +17,8 @@ oracle and adds:
   in-flight trials when a search is reloaded; a trial lost 3 times is marked FAILED) and the chief
   stops waiting for it. A lost worker that comes back is told so and exits, so no trial runs twice;
 * a chief that gives up after `worker_timeout` seconds without any live worker, naming the workers
-  it expected or lost and the trials left (its state stays saved: a restart resumes);
+  it expected or lost and the trials left (its state stays saved: a restart resumes, and the
+  trials still running on live workers stay with them: their heartbeats name them);
 * a worker that fails within `connect_timeout` seconds when no chief answers, and whose requests
   give up after `rpc_timeout` seconds instead of an hour;
 * explicit roles: a worker id containing "chief" is rejected instead of silently becoming a

@@ -7,6 +7,11 @@ have no XLA kernels). Everywhere else it uses the composite path, which XLA and 
 environment variable `KERAS_CNN_EXT_IMPLEMENTATION` (`auto` | `composite` | `native`) overrides
 "auto" for the whole process; `implementation_scope` overrides every choice (explicit ones too)
 for the ops created inside a block, e.g. while a portable SavedModel is traced.
+
+>>> resolve("composite", "corr2d")  # an explicit choice is kept
+'composite'
+>>> supports_jit("native")  # the compiled ops have no XLA kernels
+False
 """
 
 import contextlib

@@ -19,6 +19,11 @@ Environment: `KERAS_CNN_EXT_NATIVE_LIB` (explicit library path), `KERAS_CNN_EXT_
 (CPU kernels run the per-element functors shared with the CUDA kernels instead of im2col + GEMM;
 for testing). The library also refuses to load (one warning, composite fallback) on a CPU lacking
 the instruction-set level it was compiled for (recorded in `_kce_ops.json`).
+
+>>> os.path.basename(library_path()) if ENV_LIB not in os.environ else LIB_NAME
+'_kce_ops.so'
+>>> status() == f"loaded from {library_path()}" if available() else bool(status())
+True
 """
 
 import json
