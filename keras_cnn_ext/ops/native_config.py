@@ -4,6 +4,14 @@ Used by `build_native.py` (the build), `keras_cnn_ext/ops/native.py` (the loader
 `.ci/build_cuda.sh` (the CUDA compile check, through `python native_config.py --shell`). Standard
 library only, and importable by path: the build loads this file without importing the package,
 whose `__init__` needs TensorFlow and Keras.
+
+>>> from keras_cnn_ext.ops import native_config
+>>> native_config.LIB_NAME, native_config.INFO_NAME
+('_kce_ops.so', '_kce_ops.json')
+>>> "kernels/max_pool2d_op.cc" in native_config.CPU_KERNEL_SOURCES
+True
+>>> native_config.missing_cpu_flags(["avx2"], cpuinfo="/no/such/file")  # unknown CPU: no refusal
+[]
 """
 
 import glob
