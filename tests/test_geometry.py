@@ -189,7 +189,7 @@ def test_normalize_int():
     with pytest.raises(ValueError, match=r"Expected an integer >= 1. Received: units=0"):
         geometry.normalize_int(0, "units")
     for bad in (2.5, 2.0, "2", None, True):
-        with pytest.raises(TypeError, match=rf"Received: units={bad!r}"):
+        with pytest.raises(ValueError, match=rf"Received: units={bad!r}"):
             geometry.normalize_int(bad, "units")
 
 

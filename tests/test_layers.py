@@ -43,6 +43,8 @@ def pool_reference(op, pool_size=2, strides=None, padding=0, padding_mode="zeros
     return fn
 
 
+NEEDS_NATIVE = pytest.mark.skipif(not kce.ops.native_available(),
+                                  reason=kce.ops.native_status())
 CORR_CONFIGS = [
     dict(filters=3, kernel_size=3),
     dict(filters=2, kernel_size=(3, 2), strides=(2, 1), padding=1, activation="relu"),
@@ -52,6 +54,8 @@ CORR_CONFIGS = [
     dict(filters=4, kernel_size=2, strides=2, padding="full", mode="convolution"),
     dict(filters=2, kernel_size=3, strides=2, padding=1, data_format="channels_first"),
     dict(filters=2, kernel_size=3, padding="same", implementation="reference"),
+    pytest.param(dict(filters=2, kernel_size=3, strides=2, padding=1, padding_mode="reflect",
+                      implementation="native"), marks=NEEDS_NATIVE, id="native-reflect"),
 ]
 
 
@@ -78,6 +82,8 @@ POOL_CONFIGS = [
     dict(pool_size=3, strides=2, padding=1, padding_mode="ignore"),
     dict(pool_size=2, padding="same", padding_mode="ignore", data_format="channels_first"),
     dict(pool_size=3, strides=2, padding="full", implementation="reference"),
+    pytest.param(dict(pool_size=3, strides=2, padding=1, padding_mode="ignore",
+                      implementation="native"), marks=NEEDS_NATIVE, id="native-ignore"),
 ]
 
 
