@@ -6,7 +6,7 @@ A thin shell over `keras_cnn_ext.tuning.search.search`.
 import argparse
 import os
 
-from keras_cnn_ext.cli import UsageError, choice_error
+from keras_cnn_ext.cli import UsageError, _distributed, choice_error
 
 EPILOG = """\
 examples:
@@ -37,7 +37,8 @@ def add_parser(subparsers):
         description="Search a model family's kernel sizes, strides, filters, depth, padding, "
                     "learning rate and optimizer with KerasTuner. Every configuration's "
                     "feature-map sizes are checked before it is built.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        epilog=EPILOG + "\n" + _distributed.EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", metavar="MODEL",
                         help=f"the search space: {', '.join(MODELS)}")
     parser.add_argument("--dataset", default="digits",
@@ -67,11 +68,12 @@ def add_parser(subparsers):
     parser.add_argument("--data-dir", default=None, help="the tensorflow-datasets folder")
     parser.add_argument("--quiet", action="store_true",
                         help="no per-trial tables or progress bars, only the results")
+    _distributed.add_arguments(parser)
     parser.set_defaults(func=run)
     return parser
 
 
-def _check_args(args):
+def _check_args(args, worker=False):
     if args.model.lower() not in MODELS:
         raise choice_error("MODEL", args.model, MODELS)
     if args.tuner.lower() not in TUNERS:
@@ -90,7 +92,7 @@ def _check_args(args):
         raise UsageError(f"invalid value for --directory: {directory!r} (a file of that "
                          "name exists)")
     if (os.path.isdir(directory) and os.listdir(directory) and not args.resume
-            and not args.overwrite):
+            and not args.overwrite and not worker):  # a worker joins the chief's folder
         raise UsageError(f"invalid value for --directory: {directory!r} (not empty: pass "
                          "--resume to continue its search, --overwrite to replace it, or "
                          "choose another folder)")
@@ -124,7 +126,11 @@ def _best_lines(best):
 
 
 def run(args):
-    directory = _check_args(args)
+    cluster = _distributed.tuning_cluster(args)
+    worker = cluster is not None and cluster.role == "worker"
+    if worker and (args.resume or args.overwrite):
+        raise UsageError("--resume and --overwrite are the chief's: a worker joins its search")
+    directory = _check_args(args, worker)
     _check_dataset(args.dataset, args.data_dir)
     from keras_cnn_ext.tuning import report
     from keras_cnn_ext.tuning.search import SettingsMismatchError, search
@@ -135,9 +141,14 @@ def run(args):
                         batch_size=args.batch_size, image_size=args.image_size,
                         seed=args.seed, layers=args.layers, resume=args.resume,
                         overwrite=args.overwrite, baseline=args.baseline, export=args.export,
-                        data_dir=args.data_dir, verbose=0 if args.quiet else 1)
+                        data_dir=args.data_dir, verbose=0 if args.quiet else 1,
+                        distributed=cluster)
     except (SettingsMismatchError, FileExistsError) as exc:
         raise UsageError(str(exc)) from None
+    if worker:
+        print(f"\nWorker {result['tuner_id']} ran trial(s) "
+              f"{', '.join(result['trials']) or 'none'}; the chief writes the results.")
+        return 0
     print()
     print(f"Trials ({result['completed']} completed, {result['failed']} failed, "
           f"{result['max_trials']} requested; score = val_accuracy):")
@@ -150,6 +161,8 @@ def run(args):
     print("\n".join(_best_lines(best)))
     if result["baseline"] is not None:
         print(f"Default configuration: val_accuracy {result['baseline']['score']:.4f}")
+    if "distributed" in result:
+        print("\n" + _distributed.accounting_lines(result["distributed"]))
     print(f"\nWritten to {directory}:")
     for key, path in result["files"].items():
         print(f"  {key:21s} {os.path.relpath(path, directory)}")

@@ -64,6 +64,11 @@ def _prepare_directory(directory, settings, resume, overwrite):
             f"resume=True to continue the search in it, overwrite=True to replace it). "
             f"Received: directory={directory!r} ({len(entries)} entries)"
         )
+    if entries and resume and not os.path.exists(path):
+        raise FileExistsError(
+            f"Invalid value for argument `directory`. resume=True continues a search folder "
+            f"(one with {SETTINGS}); this one has none. Received: directory={directory!r}"
+        )
     if entries and overwrite and not resume:
         if not os.path.exists(path):
             raise FileExistsError(
@@ -102,7 +107,7 @@ def _data(dataset, image_size, batch_size, seed, data_dir):
 def search(model="lenet5", dataset="digits", *, directory, tuner="random", max_trials=10,
            epochs=1, batch_size=64, image_size=None, seed=0, layers="textbook", resume=False,
            overwrite=False, baseline=False, export=False, data_dir=None, verbose=1,
-           oracle_options=None, tuner_options=None):
+           oracle_options=None, tuner_options=None, distributed=None):
     """Searches kernel sizes, strides, filters, depth, ... of `model` on `dataset`.
 
     Args:
@@ -125,10 +130,18 @@ def search(model="lenet5", dataset="digits", *, directory, tuner="random", max_t
         data_dir: the tfds data folder.
         verbose: 0 silent, 1 KerasTuner's trial tables and Keras progress bars.
         oracle_options, tuner_options: passed to `create_tuner`.
+        distributed: this process's part of a distributed search, a
+            `keras_cnn_ext.distribute.tuning.TuningCluster` (None: KerasTuner's environment
+            variables if they are set, else one process). Every process runs the same call
+            with the same `directory` (shared); start the chief first (it prepares the
+            folder; `resume=True` when it restarts). The chief trains nothing: it serves the
+            oracle with bounded waits, then writes the results; a worker runs trials.
 
     Returns:
         A dict: "trials" (rows: trial, status, score, values), "completed", "failed",
-        "best" (trial, score, values, geometry), "baseline" (or None), "files".
+        "best" (trial, score, values, geometry), "baseline" (or None), "files"; distributed:
+        also "distributed" (the chief's accounting: which worker ran which trial, lost
+        workers). A worker returns ``{"role": "worker", "tuner_id", "trials"}``.
 
     Raises:
         ValueError: a bad argument (the message names it); FileExistsError: `directory`
@@ -145,17 +158,39 @@ def search(model="lenet5", dataset="digits", *, directory, tuner="random", max_t
     settings = dict(model=model, dataset=dataset, tuner=tuner, max_trials=max_trials,
                     epochs=epochs, batch_size=batch_size, image_size=image_size, seed=seed,
                     layers=layers)
+    from keras_cnn_ext.distribute import tuning as distributed_tuning
+
+    cluster = distributed or distributed_tuning.TuningCluster.from_env()
+    if cluster is None or cluster.role == "chief":
+        # checked (and written) before the data load: a refused folder costs nothing
+        _prepare_directory(directory, settings, resume, overwrite)
     train, val, input_shape, num_classes, split = _data(dataset, image_size, batch_size, seed,
                                                         data_dir)
     hypermodel = HYPERMODELS[model](input_shape, num_classes, layers=layers)
-    _prepare_directory(directory, settings, resume, overwrite)
     keras.utils.set_random_seed(seed)
-    kt = create_tuner(hypermodel, tuner, directory=directory, project_name=PROJECT,
-                      max_trials=max_trials, max_epochs=epochs, seed=seed + 1,
-                      oracle_options=oracle_options, tuner_options=tuner_options)
-    kt.search(train, validation_data=val, epochs=epochs, verbose=verbose)
-    return _finish(kt, hypermodel, directory, settings, split, train, val, baseline, export,
-                   verbose)
+    tuners = []
+
+    def make_tuner():
+        tuners.append(create_tuner(
+            hypermodel, tuner, directory=directory, project_name=PROJECT,
+            max_trials=max_trials, max_epochs=epochs, seed=seed + 1,
+            oracle_options=oracle_options, tuner_options=tuner_options))
+        return tuners[-1]
+
+    fit = dict(validation_data=val, epochs=epochs, verbose=verbose)
+    if cluster is None:
+        make_tuner().search(train, **fit)
+        accounting = None
+    else:
+        accounting = distributed_tuning.run_distributed(cluster, make_tuner, train, **fit)
+        if cluster.role == "worker":
+            return accounting
+    result = _finish(tuners[0], hypermodel, directory, settings, split, train, val, baseline,
+                     export, verbose)
+    if accounting is not None:
+        result["distributed"] = {k: accounting[k] for k in (
+            "assignments", "ended", "lost", "workers")}
+    return result
 
 
 def _finish(kt, hypermodel, directory, settings, split, train, val, baseline, export,
