@@ -190,4 +190,9 @@ def test_cli_bad_names_exit_2_with_the_valid_choices(tmp_path, capsys):
     (busy / "notes.txt").write_text("mine")
     code, err = _cli(["tune", "lenet5", "--directory", str(busy)], capsys)
     assert code == 2 and "--resume" in err and "not empty" in err
+    code, err = _cli(["tune", "lenet5", "--directory", str(busy), "--resume",
+                      "--image-size", "16"], capsys)
+    assert code == 2 and "has none" in err  # not a search folder: nothing to resume
+    code, err = _cli(["tune", "lenet5", "--directory", str(busy), "--overwrite"], capsys)
+    assert code == 2 and "only replaces a search folder" in err
     assert (busy / "notes.txt").read_text() == "mine"

@@ -37,7 +37,7 @@ def add_parser(subparsers):
     p = subparsers.add_parser(
         "train", help="train a model with model.fit",
         description="Train a registered model on a data set with model.fit: Keras progress "
-                    "bars, TensorBoard logs, a checkpoint every epoch, kill-safe --resume.",
+                    "bars,\nTensorBoard logs, a checkpoint every epoch, kill-safe --resume.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="a registered model name, e.g. lenet5, "
                    "resnet20, vgg11 (keras-cnn-ext summary --help lists them)")
@@ -72,6 +72,9 @@ def add_parser(subparsers):
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run files in a non-empty --output")
     add_data_dir(p)
+    p.add_argument("--download", action="store_true",
+                   help="let tensorflow-datasets download a missing set (needs network; "
+                        "default: never download, fail at once with a hint)")
     p.add_argument("--max-examples", type=positive_int, metavar="N",
                    help="use at most N examples of each split (smoke runs)")
     p.add_argument("--strategy", choices=STRATEGIES,
@@ -106,8 +109,9 @@ def run(args):
                   schedule=args.schedule, augment=args.augment, seed=args.seed,
                   implementation=args.implementation, layers=args.layers,
                   data_dir=args.data_dir, input_shape=args.input_shape,
-                  max_examples=args.max_examples, strategy=args.strategy,
-                  cpu_replicas=args.cpu_replicas, sync_batch_norm=args.sync_batch_norm)
+                  max_examples=args.max_examples, download=args.download or None,
+                  strategy=args.strategy, cpu_replicas=args.cpu_replicas,
+                  sync_batch_norm=args.sync_batch_norm)
     from keras_cnn_ext import distribute
 
     try:  # the checks `train` makes first, reported as usage errors (exit code 2)

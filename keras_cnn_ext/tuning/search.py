@@ -64,6 +64,11 @@ def _prepare_directory(directory, settings, resume, overwrite):
             f"resume=True to continue the search in it, overwrite=True to replace it). "
             f"Received: directory={directory!r} ({len(entries)} entries)"
         )
+    if entries and resume and not os.path.exists(path):
+        raise FileExistsError(
+            f"Invalid value for argument `directory`. resume=True continues a search folder "
+            f"(one with {SETTINGS}); this one has none. Received: directory={directory!r}"
+        )
     if entries and overwrite and not resume:
         if not os.path.exists(path):
             raise FileExistsError(
@@ -153,14 +158,15 @@ def search(model="lenet5", dataset="digits", *, directory, tuner="random", max_t
     settings = dict(model=model, dataset=dataset, tuner=tuner, max_trials=max_trials,
                     epochs=epochs, batch_size=batch_size, image_size=image_size, seed=seed,
                     layers=layers)
-    train, val, input_shape, num_classes, split = _data(dataset, image_size, batch_size, seed,
-                                                        data_dir)
-    hypermodel = HYPERMODELS[model](input_shape, num_classes, layers=layers)
     from keras_cnn_ext.distribute import tuning as distributed_tuning
 
     cluster = distributed or distributed_tuning.TuningCluster.from_env()
     if cluster is None or cluster.role == "chief":
+        # checked (and written) before the data load: a refused folder costs nothing
         _prepare_directory(directory, settings, resume, overwrite)
+    train, val, input_shape, num_classes, split = _data(dataset, image_size, batch_size, seed,
+                                                        data_dir)
+    hypermodel = HYPERMODELS[model](input_shape, num_classes, layers=layers)
     keras.utils.set_random_seed(seed)
     tuners = []
 
