@@ -1,95 +1,108 @@
-"""Package metadata for keras_cnn_ext.
+"""The build step of keras_cnn_ext that pyproject.toml cannot declare: compiling the custom ops.
 
-The compiled custom-op library (see `custom_ops/`) is built by `build_native.py` during
-`pip install .`; a missing compiler or a failed compile never fails the install.
+All metadata is in pyproject.toml. This file adds `build_native`, a sub-command of setuptools'
+`build` (setuptools' documented `SubCommand` protocol), which runs `build_native.py`:
+
+* `pip install .` (and wheels): the library is compiled into the build tree and lands in the
+  wheel, which is then tagged for this platform (`BinaryDistribution`);
+* `pip install -e .`: setuptools sets `editable_mode`, and the library is compiled in place,
+  next to the sources the editable install points at.
+
+The library must be compiled against the TensorFlow it will be loaded into — that of the target
+environment, which is not a build requirement (listing it there would install a second, isolated
+copy of a 600 MB package, possibly another version). `_python_with_tensorflow` finds it: first the
+interpreter exactly as the build frontend started it (this sees the target environment under
+`pip install --no-build-isolation`), else the same interpreter with `-E` (Python ignores PYTHON*
+variables), which drops the temporary build-requirement directory that pip's default build
+isolation adds in front of `sys.path` and leaves the interpreter's own environment: the one pip
+installs into. A frontend that builds with another interpreter (e.g. `python -m build`) finds no
+TensorFlow there; the build then reports how to build the ops instead.
+
+A failed or skipped native build never fails the install: the package then runs on the composite
+path, and `build_native.py` leaves the reason where the library would be, for the loader to show
+(pip does not print the output of a build step that succeeded).
 """
 
 import os
 import subprocess
 import sys
 
-from setuptools import find_packages, setup
-from setuptools.command.build_py import build_py
+from setuptools import Command, Distribution, setup
+from setuptools.command.build import build
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, ROOT)
+import build_native  # noqa: E402 - the build script beside this file (standard library only)
+
+config = build_native.config  # keras_cnn_ext/ops/native_config.py: the names, defined once
+OUTPUTS = (config.LIB_NAME, config.INFO_NAME, config.BUILD_ERROR_NAME)
 
 
-def _target_environment():
-    """`os.environ` without pip's build-isolation overlay.
-
-    Under build isolation pip runs this file with the interpreter of the environment being
-    installed into, but hides that environment's site-packages behind a PYTHONPATH overlay. A
-    child interpreter started with the overlay removed sees the environment the package lands
-    in, so the custom ops are compiled against *that* TensorFlow (the only one they can load
-    into) and the TensorFlow requirement below is decided against it.
-    """
-    env = dict(os.environ)
-    overlay = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if "pip-build-env" in p]
-    if overlay:
-        rest = [p for p in env["PYTHONPATH"].split(os.pathsep) if p and p not in overlay]
-        env["PYTHONPATH"] = os.pathsep.join(rest)
-        env.pop("PYTHONNOUSERSITE", None)
-    return env
+def _python_with_tensorflow():
+    """The command line of an interpreter that can import the target environment's TensorFlow."""
+    probe = "import importlib.util, sys; sys.exit(importlib.util.find_spec('tensorflow') is None)"
+    for cmd in ([sys.executable], [sys.executable, "-E"]):
+        try:
+            if subprocess.run([*cmd, "-c", probe], check=False).returncode == 0:
+                return cmd
+        except OSError:
+            break
+    return [sys.executable]  # build_native.py then says that TensorFlow is missing
 
 
-class BuildPyWithNative(build_py):
-    """Also compiles the custom-op library into the build tree; a failure never fails the
-    install (the package then runs on the composite path)."""
+class BuildNative(Command):
+    """Compiles the custom-op library (custom_ops/) with build_native.py."""
+
+    description = "compile the TensorFlow custom ops against the target environment's TensorFlow"
+    user_options = []
+
+    def initialize_options(self):
+        self.build_lib = None
+        self.editable_mode = False
+
+    def finalize_options(self):
+        self.set_undefined_options("build_py", ("build_lib", "build_lib"))
 
     def run(self):
-        super().run()
-        script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "build_native.py")
-        if os.environ.get("KERAS_CNN_EXT_SKIP_NATIVE") == "1" or not os.path.exists(script):
+        if os.environ.get(config.ENV_SKIP_BUILD) == "1":
+            print(f"keras_cnn_ext: {config.ENV_SKIP_BUILD}=1, the custom ops are not built")
             return
+        where = ["--inplace"] if self.editable_mode else ["--build-lib", self.build_lib]
+        python = _python_with_tensorflow()
+        print(f"keras_cnn_ext: building the custom ops with `{' '.join(python)}`")
         try:
-            subprocess.run([sys.executable, script, "--build-lib", self.build_lib], check=False,
-                           env=_target_environment())
-        except Exception as exc:  # noqa: BLE001
+            subprocess.run([*python, build_native.__file__, *where], check=False)
+        except OSError as exc:
             print(f"keras_cnn_ext: native build skipped: {exc}")
 
+    def _existing(self, base):
+        return [os.path.join(base, config.PKG_SUBDIR, n) for n in OUTPUTS
+                if os.path.exists(os.path.join(base, config.PKG_SUBDIR, n))]
 
-# TensorFlow ships under several distribution names (tensorflow, tensorflow-cpu, ...). Requiring
-# "tensorflow" next to an installed tensorflow-cpu would install a second copy over it, so the
-# requirement is only added when the target environment has no TensorFlow distribution.
-_TF_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tensorflow-intel",
-                     "tf-nightly", "tf-nightly-cpu")
+    def get_outputs(self):
+        return list(self.get_output_mapping()) if self.editable_mode else self._existing(
+            self.build_lib)
 
+    def get_output_mapping(self):
+        # Editable: the files were written in place; map where a regular build would put them.
+        if not self.editable_mode:
+            return {}
+        return {os.path.join(self.build_lib, os.path.relpath(path, ROOT)): path
+                for path in self._existing(ROOT)}
 
-def _tensorflow_requirement():
-    probe = (
-        "import importlib.metadata as m, sys\n"
-        "for name in sys.argv[1:]:\n"
-        "    try:\n"
-        "        m.version(name); sys.exit(0)\n"
-        "    except m.PackageNotFoundError:\n"
-        "        pass\n"
-        "sys.exit(1)\n"
-    )
-    try:
-        found = subprocess.run([sys.executable, "-c", probe, *_TF_DISTRIBUTIONS],
-                               env=_target_environment(), check=False).returncode == 0
-    except OSError:
-        found = False
-    return [] if found else ["tensorflow>=2.16"]
+    def get_source_files(self):
+        return []
 
 
-setup(
-    name="keras_cnn_ext",
-    version="0.1.0",
-    description=(
-        "Textbook-exact convolution and pooling layers for Keras 3 / TensorFlow, with "
-        "hand-written gradients, optional compiled custom ops and classic CNN builders."
-    ),
-    long_description=open("README.md", encoding="utf-8").read(),
-    long_description_content_type="text/markdown",
-    python_requires=">=3.9",
-    packages=find_packages(include=["keras_cnn_ext", "keras_cnn_ext.*"]),
-    cmdclass={"build_py": BuildPyWithNative},  # compiles custom_ops/ (build_native.py)
-    install_requires=["keras>=3.0", "numpy"] + _tensorflow_requirement(),
-    extras_require={
-        "tuning": ["keras-tuner>=1.4"],
-        "data": ["tensorflow-datasets>=4.9", "scikit-learn"],
-        "viz": ["matplotlib"],
-        "tensorboard": ["tensorboard"],
-        "test": ["pytest"],
-    },
-    entry_points={"console_scripts": ["keras-cnn-ext = keras_cnn_ext.cli:main"]},
-)
+class Build(build):
+    sub_commands = build.sub_commands + [("build_native", None)]
+
+
+class BinaryDistribution(Distribution):
+    """The wheel holds a compiled library: tag it for this platform and Python, not as pure."""
+
+    def has_ext_modules(self):
+        return True
+
+
+setup(cmdclass={"build": Build, "build_native": BuildNative}, distclass=BinaryDistribution)

@@ -4,7 +4,16 @@ Importing the package is cheap: it imports TensorFlow and Keras, never tensorflo
 or keras_tuner (those load when `kce.data` / `kce.tuning` members are first used).
 """
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place the version is written (pyproject.toml reads it)
+
+import importlib.util as _util
+
+if _util.find_spec("tensorflow") is None:  # not a dependency of the distribution: say so
+    raise ImportError(
+        "keras_cnn_ext needs TensorFlow, which it does not install itself (it ships as "
+        "tensorflow, tensorflow-cpu, tensorflow[and-cuda], ...): install the one for this "
+        "machine, e.g. `pip install tensorflow`, or `pip install keras_cnn_ext[tensorflow]`"
+    )
 
 from keras_cnn_ext import ops  # noqa: E402
 from keras_cnn_ext import layers  # noqa: E402

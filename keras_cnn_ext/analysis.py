@@ -31,6 +31,8 @@ import math
 
 import keras
 
+from keras_cnn_ext.ops import geometry
+
 
 @dataclasses.dataclass
 class LayerSummary:
@@ -49,15 +51,15 @@ class LayerSummary:
 
 
 def _spatial_axes(layer):
-    return (2, 3) if getattr(layer, "data_format", "channels_last") == "channels_first" else (1, 2)
+    return geometry.spatial_axes(getattr(layer, "data_format", "channels_last"))
 
 
 def _pair(value):
+    """A layer's int-or-tuple attribute (kernel_size, strides, ...) as a tuple of ints."""
     if value is None:
         return None
-    if isinstance(value, int):
-        return (value, value)
-    return tuple(int(v) for v in value)
+    n = len(value) if hasattr(value, "__len__") else 2
+    return geometry.normalize_tuple(value, "value", n=n, allow_zero=True)
 
 
 def _window(layer):

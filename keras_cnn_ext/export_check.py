@@ -23,7 +23,7 @@ SAVED_MODEL_PB = "saved_model.pb"
 # Registered in every TensorFlow, yet not portable: they call back into the Python function that
 # existed in the exporting process (`tf.numpy_function`, `tf.py_function`).
 PYTHON_CALLBACK_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
-# the namespace of the compiled keras_cnn_ext ops (custom_ops/cc/kce_ops.cc)
+# the namespace of the compiled keras_cnn_ext ops (custom_ops/cc/ops/*_ops.cc)
 NATIVE_OP_PREFIX = "KerasCnnExt>"
 
 

@@ -120,11 +120,10 @@ def _examples(config, split, model_shape, max_examples):
     """The unbatched, preprocessed, cached examples of a split, resized to the model's input."""
     from keras_cnn_ext import data
 
-    ds = data.load(config["dataset"], split=split, batch_size=None, image_size=model_shape[:2],
-                   channels=model_shape[2], data_dir=config["data_dir"], shuffle=False)
-    if max_examples is not None:
-        ds = ds.take(max_examples)
-    return ds
+    return data.load(config["dataset"], split=split, batch_size=None,
+                     image_size=model_shape[:2], channels=model_shape[2],
+                     data_dir=config["data_dir"], shuffle=False,
+                     download=bool(config.get("download")), max_examples=max_examples)
 
 
 def _count(ds):
@@ -228,10 +227,10 @@ def _prepare_output(out, resume, overwrite):
 
 
 def train(model="lenet5", dataset="digits", epochs=None, batch_size=None, learning_rate=None,
-          optimizer=None, schedule=None, augment=None, seed=None, implementation=None, layers=None, output=None,
-          resume=False, overwrite=False, data_dir=None, input_shape=None, max_examples=None,
-          tensorboard=True, verbose="auto", callbacks=None, strategy=None, cpu_replicas=None,
-          sync_batch_norm=None):
+          optimizer=None, schedule=None, augment=None, seed=None, implementation=None,
+          layers=None, output=None, resume=False, overwrite=False, data_dir=None,
+          input_shape=None, max_examples=None, download=False, tensorboard=True, verbose="auto",
+          callbacks=None, strategy=None, cpu_replicas=None, sync_batch_norm=None):
     """Trains `model` on `dataset` with `model.fit`; returns the metrics (also in metrics.json).
 
     Arguments left as None take their defaults (`training_config.DEFAULTS`: 20 epochs, batch
@@ -260,6 +259,8 @@ def train(model="lenet5", dataset="digits", epochs=None, batch_size=None, learni
             ~/tensorflow_datasets).
         input_shape: (height, width, channels) of the model, default the builder's.
         max_examples: use at most this many examples of each split (smoke runs).
+        download: let tensorflow-datasets download and prepare a missing set (needs network;
+            by default nothing is downloaded and a missing set raises at once).
         tensorboard: write TensorBoard logs to ``output/logs``.
         verbose: Keras' fit verbosity; "auto": progress bars on a terminal, else a line per
             epoch.
@@ -289,8 +290,8 @@ def train(model="lenet5", dataset="digits", epochs=None, batch_size=None, learni
                  learning_rate=learning_rate, optimizer=optimizer, schedule=schedule, augment=augment,
                  seed=seed,
                  implementation=implementation, layers=layers, data_dir=data_dir,
-                 input_shape=input_shape, max_examples=max_examples, strategy=strategy,
-                 cpu_replicas=cpu_replicas, sync_batch_norm=sync_batch_norm)
+                 input_shape=input_shape, max_examples=max_examples, download=download,
+                 strategy=strategy, cpu_replicas=cpu_replicas, sync_batch_norm=sync_batch_norm)
     for flag, value in (("resume", resume), ("overwrite", overwrite)):
         if not isinstance(value, bool):
             raise ValueError(f"Invalid value for argument `{flag}`. Expected True or False. "
@@ -305,6 +306,14 @@ def train(model="lenet5", dataset="digits", epochs=None, batch_size=None, learni
     distribute.check_resumed_strategy(strategy, config["strategy"])
     # before any TensorFlow operation: devices and collectives are fixed at the first one
     place = distribute.Placement.create(config["strategy"], config["cpu_replicas"])
+    from keras_cnn_ext import data
+
+    # the data next: a missing set fails before any file is written
+    data.load(config["dataset"], data_dir=config["data_dir"], batch_size=None,
+              download=config["download"], cache=False)
+    facts = data.info(config["dataset"], config["data_dir"])
+    train_split, val_split, test_split = data.standard_splits(config["dataset"],
+                                                              config["data_dir"], facts)
     if out is None:
         out = default_output(config["model"], config["dataset"])
     _prepare_output(out, resume, overwrite)
@@ -315,12 +324,6 @@ def train(model="lenet5", dataset="digits", epochs=None, batch_size=None, learni
     verbose = _verbose(verbose)
     if verbose:
         print(f"Output folder: {out}", flush=True)
-
-    from keras_cnn_ext import data
-
-    facts = data.info(config["dataset"], config["data_dir"])
-    train_split, val_split, test_split = data.standard_splits(config["dataset"],
-                                                              config["data_dir"], facts)
     ckpt_dir = os.path.join(out, "checkpoints")
     batch = place.global_batch(config["batch_size"])  # per-replica batch x replicas
     with _implementation(config["implementation"]), place.scope():

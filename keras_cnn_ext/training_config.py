@@ -12,7 +12,8 @@ from keras_cnn_ext.distribute.strategy import STRATEGIES
 DEFAULTS = {"epochs": 20, "batch_size": 16, "learning_rate": None, "optimizer": "adam",
             "schedule": "constant", "augment": "none", "seed": 0, "implementation": "auto",
             "layers": "textbook", "data_dir": None, "input_shape": None, "max_examples": None,
-            "strategy": "default", "cpu_replicas": None, "sync_batch_norm": True}
+            "download": False, "strategy": "default", "cpu_replicas": None,
+            "sync_batch_norm": True}
 # learning_rate=None means this rate for the optimizer (Keras' defaults, except the Adam family:
 # 2e-3, measured best for LeNet-5 on digits; see README "Training")
 DEFAULT_LEARNING_RATES = {"adam": 2e-3, "adamw": 2e-3, "nadam": 2e-3, "sgd": 1e-2,
@@ -27,7 +28,7 @@ RUN_FILES = ("args.json", "model.keras", "metrics.json", "history.json",
              "training_curves.png", "logs", "checkpoints")
 # arguments that may differ when a run is resumed (the rest must match the original run;
 # epochs only with the constant schedule)
-RESUMABLE_CHANGES = ("epochs", "implementation", "data_dir")
+RESUMABLE_CHANGES = ("epochs", "implementation", "data_dir", "download")
 
 
 def _invalid(name, expected, value):
@@ -101,6 +102,8 @@ def validate_config(config):
             raise _invalid("input_shape", "(height, width, channels) of positive integers",
                            shape)
         config["input_shape"] = list(shape)
+    if not isinstance(config["download"], bool):
+        raise _invalid("download", "True or False", config["download"])
     if config["data_dir"] is not None:
         config["data_dir"] = os.fspath(config["data_dir"])
     return config

@@ -140,7 +140,7 @@ def plot_feature_maps(model, image, layer_name, path=None, max_maps=32, title=No
     x = np.asarray(image, dtype="float32")
     if x.ndim == 3:
         x = x[None]
-    probe = keras.Model(model.inputs, layer.output)
+    probe = keras.Model(model.input, layer.output)
     maps = np.asarray(probe(x))[0]
     if maps.ndim != 3:
         raise ValueError(
@@ -151,11 +151,13 @@ def plot_feature_maps(model, image, layer_name, path=None, max_maps=32, title=No
     plt = _pyplot()
     rows, cols = _grid(count)
     fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows + 0.6), squeeze=False)
+    low, high = float(maps[..., :count].min()), float(maps[..., :count].max())
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < count:
-            ax.imshow(maps[:, :, i], cmap="viridis")
+            im = ax.imshow(maps[:, :, i], cmap="viridis", vmin=low, vmax=high)
             ax.set_title(f"channel {i}", fontsize=8)
+    fig.colorbar(im, ax=axes, shrink=0.8, label="activation")
     fig.suptitle(title or f"Feature maps of layer '{layer_name}' "
                  f"({maps.shape[0]}x{maps.shape[1]}, {maps.shape[2]} channels)")
     return _finish(fig, path)
@@ -179,7 +181,7 @@ def plot_filtered_images(image, filtered, path=None, title="Classic kernels"):
         ax.set_title(name)
         k = np.asarray(kernel)
         rows = "\n".join(" ".join(f"{v:g}" for v in row) for row in k)
-        ax.set_xlabel(rows, fontsize=7, family="monospace")
+        ax.set_xlabel("kernel\n" + rows, fontsize=8, family="monospace")
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])

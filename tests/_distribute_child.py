@@ -1,12 +1,12 @@
 """Child processes of tests/test_distribute.py (TensorFlow's devices and collectives are fixed
 per process, so every distributed configuration runs in a fresh interpreter).
 
-    python tests/_distribute_child.py mirrored-step OUT.json
+    python tests/_distribute_child.py mirrored-step OUT.json composite,native
         MirroredStrategy over 2 logical CPU devices vs one device: one SGD step of LeNet-5 and
         of a small ResNet of our residual blocks from the same initial weights on the same global
         batch; writes the largest weight difference, how far the step moved the weights, and
         the (op type, device) pairs of the package's compiled ops in the replicated step.
-        The implementation comes from KERAS_CNN_EXT_IMPLEMENTATION.
+        Once per implementation named (KERAS_CNN_EXT_IMPLEMENTATION set for each).
 
 (Multi-worker training is tested through the command line: tests/test_distribute.py.)
 """
@@ -57,20 +57,33 @@ def _small_resnet():
     return keras.Model(inputs, outputs, name="small_resnet")
 
 
-def mirrored_step(out):
+def mirrored_step(out, implementations):
     import keras_cnn_ext as kce
 
     strategy = kce.distribute.create_strategy("mirrored", cpu_replicas=2)
+    from keras_cnn_ext.ops import dispatch
+
+    result = {"replicas": strategy.num_replicas_in_sync,
+              "devices": list(strategy.extended.worker_devices), "runs": {}}
+    for implementation in implementations:
+        # the layers read the override when they are traced: one process serves both
+        os.environ[dispatch.ENV_VAR] = implementation
+        result["runs"][implementation] = _compare(strategy)
+    _write(out, result)
+
+
+def _compare(strategy):
     import keras
     import numpy as np
     import tensorflow as tf
+
+    import keras_cnn_ext as kce
 
     builders = {
         "lenet5": lambda: kce.models.lenet5(),
         "small_resnet": _small_resnet,
     }
-    result = {"replicas": strategy.num_replicas_in_sync,
-              "devices": list(strategy.extended.worker_devices), "models": {}}
+    results = {}
     for name, build in builders.items():
         keras.utils.set_random_seed(0)
         with strategy.scope():
@@ -103,19 +116,19 @@ def mirrored_step(out):
         native_ops = sorted({(op.type, op.device.split("device:")[-1])
                              for op in graph.get_operations()
                              if op.type.startswith("KerasCnnExt")})
-        result["models"][name] = {
+        results[name] = {
             "max_weight_diff": _max_abs_diff(single.get_weights(), distributed.get_weights()),
             "step_size": _max_abs_diff(single.get_weights(), initial),
             "synchronized_batch_norms": synced,
             "native_ops": native_ops,
         }
-    _write(out, result)
+    return results
 
 
 def main(argv):
     mode, out = argv[1], argv[2]
     if mode == "mirrored-step":
-        mirrored_step(out)
+        mirrored_step(out, argv[3].split(","))
     else:
         raise SystemExit(f"unknown mode {mode!r}")
 

@@ -1,16 +1,22 @@
-"""The shared layer-test helper (DESIGN §4): every layer of the package passes `run_layer_test`.
+"""The shared layer-test helper (docs/testing.md): every public layer and block passes it.
 
-Modelled on `keras/src/testing/test_case.py::run_layer_test`, the checks are:
+`run_layer_test` runs Keras' own harness, `keras/src/testing/test_case.py::run_layer_test`
+(the checks Keras applies to its own layers): serialization round trip with the same attributes
+(`dir()`), `build()` creating every weight a call creates, the symbolic call, the eager call, a
+compiled training step (`jit_compile="auto"`, so XLA where the layer supports it) and mixed
+precision with ``dtype="mixed_float16"`` (the output dtype Keras predicts, float32 variables).
+and the checks Keras' harness does not make:
 
-1. config round trip: `from_config(get_config())` (directly, through JSON and through Keras'
-   registered-object serialization) gives an equal config;
+1. config round trip through JSON and Keras' registered-object serialization, before and after
+   building;
 2. symbolic call: `keras.Input -> layer` has the shape `compute_output_shape` predicts;
 3. eager call: the output has the predicted shape and equals a NumPy reference (float64);
 4. `.keras` save / load round trip in `tmp_path`: same class, same config, identical outputs;
 5. one `model.fit` step on a tiny batch: the loss is finite and the weights change (a layer
    without weights gets a trainable Dense layer in front of it, so its backward pass is used);
-6. mixed precision (`mixed_float16`): float16 outputs close to the float32 ones, and the global
-   policy restored afterwards even if the check fails.
+6. mixed precision, both through the constructor (``dtype="mixed_float16"``) and the global
+   policy: float16 outputs close to the float32 ones, variables float32, the global policy
+   restored afterwards even if the check fails.
 """
 
 import json
@@ -19,6 +25,10 @@ import tempfile
 
 import keras
 import numpy as np
+from keras.src.testing.test_case import TestCase
+
+# Keras' own layer harness (a unittest.TestCase used for its assertion methods only).
+_KERAS_HARNESS = TestCase()
 
 
 def _random_inputs(input_shape, seed):
@@ -133,6 +143,11 @@ def run_layer_test(layer_cls, init_kwargs, input_shape, reference_fn=None, *, tm
     # 6. mixed precision
     if run_mixed_precision:
         _check_mixed_precision(layer_cls, init_kwargs, layer, x, y, mixed_precision_rtol)
+
+    # 7. Keras' own checks (last: its random inputs must not shift the seeded ones above)
+    _KERAS_HARNESS.run_layer_test(
+        layer_cls, init_kwargs, input_shape=input_shape, expected_output_shape=y.shape,
+        run_training_check=run_fit, run_mixed_precision_check=run_mixed_precision)
     return layer
 
 
@@ -181,21 +196,26 @@ def _check_fit_step(layer_cls, init_kwargs, layer, x, input_shape, seed):
 
 
 def _check_mixed_precision(layer_cls, init_kwargs, layer, x, y32, rtol):
+    _check_float16(layer_cls(**{**init_kwargs, "dtype": "mixed_float16"}), layer, x, y32, rtol)
     previous = keras.config.dtype_policy()
     try:
         keras.config.set_dtype_policy("mixed_float16")
-        layer16 = layer_cls(**init_kwargs)
-        assert layer16.compute_dtype == "float16"
-        layer16(x)  # builds it
-        for w in layer16.weights:
-            assert w.dtype == "float32", f"variable {w.path} should stay float32"
-        if layer.weights:
-            layer16.set_weights(layer.get_weights())
-        y16 = layer16(x)
-        assert y16.dtype == "float16", f"mixed_float16 output dtype is {y16.dtype}"
-        y16 = np.asarray(y16, "float32")
-        scale = max(1.0, float(np.max(np.abs(y32), initial=0.0)))
-        np.testing.assert_allclose(y16, y32, rtol=rtol, atol=rtol * scale)
+        _check_float16(layer_cls(**init_kwargs), layer, x, y32, rtol)
     finally:
         keras.config.set_dtype_policy(previous)
     assert keras.config.dtype_policy().name == previous.name
+
+
+def _check_float16(layer16, layer, x, y32, rtol):
+    """A mixed_float16 layer: float16 compute and output, float32 variables, values close."""
+    assert layer16.compute_dtype == "float16"
+    layer16(x)  # builds it
+    for w in layer16.weights:
+        assert w.dtype == "float32", f"variable {w.path} should stay float32"
+    if layer.weights:
+        layer16.set_weights(layer.get_weights())
+    y16 = layer16(x)
+    assert y16.dtype == "float16", f"mixed_float16 output dtype is {y16.dtype}"
+    y16 = np.asarray(y16, "float32")
+    scale = max(1.0, float(np.max(np.abs(y32), initial=0.0)))
+    np.testing.assert_allclose(y16, y32, rtol=rtol, atol=rtol * scale)

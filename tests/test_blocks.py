@@ -33,6 +33,12 @@ BLOCK_CASES = [
     (InceptionModule, dict(filters_1x1=2, filters_3x3_reduce=2, filters_3x3=3,
                            filters_5x5_reduce=1, filters_5x5=2, filters_pool_proj=1),
      (2, 5, 5, 3), (2, 5, 5, 8)),
+    (ResidualBlock, dict(filters=6, strides=2, shortcut="zero_pad",
+                         data_format="channels_first"), (2, 4, 5, 5), (2, 6, 3, 3)),
+    (InceptionModule, dict(filters_1x1=1, filters_3x3_reduce=1, filters_3x3=2,
+                           filters_5x5_reduce=1, filters_5x5=1, filters_pool_proj=1,
+                           use_batch_norm=True, data_format="channels_first"),
+     (2, 3, 5, 5), (2, 5, 5, 5)),
 ]
 
 
@@ -43,6 +49,29 @@ def test_block_layer_checks(layer_cls, kwargs, input_shape, output_shape, tmp_pa
     run_layer_test(layer_cls, kwargs, input_shape,
                    _keras_twin_reference(layer_cls, kwargs, input_shape), tmp_path=tmp_path,
                    expected_output_shape=output_shape, atol=1e-4, rtol=1e-4)
+
+
+def test_every_public_layer_goes_through_the_helper():
+    """The shared helper runs on every public layer and block (here and in test_layers.py)."""
+    import keras_cnn_ext as kce
+    import test_layers
+
+    tested = {case[0] for case in BLOCK_CASES} | {LocalResponseNormalization}
+    tested |= {cls for cls, _ in test_layers.POOL_LAYERS} | {kce.layers.CrossCorrelation2D}
+    public = {getattr(kce.layers, name) for name in kce.layers.__all__}
+    assert public == tested
+
+
+@pytest.mark.parametrize("layer_cls", [ResidualBlock, BottleneckBlock, InceptionModule])
+def test_sub_layers_inherit_the_dtype_policy(layer_cls):
+    kwargs = dict(filters=2) if layer_cls is not InceptionModule else dict(
+        filters_1x1=1, filters_3x3_reduce=1, filters_3x3=1, filters_5x5_reduce=1,
+        filters_5x5=1, filters_pool_proj=1, use_batch_norm=True)
+    block = layer_cls(dtype="mixed_float16", **kwargs)
+    block.build((None, 6, 6, 8))
+    subs = [layer for layer in block._flatten_layers(include_self=False)]
+    assert subs and {layer.dtype_policy.name for layer in subs} == {"mixed_float16"}
+    assert block(np.ones((1, 6, 6, 8), "float32")).dtype == "float16"
 
 
 def _weight_count(layer, input_shape, trainable=True):

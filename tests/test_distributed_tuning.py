@@ -125,19 +125,50 @@ def _search(tmp_path, max_trials, pauses):
 
 
 @pytest.mark.slow
-def test_chief_and_two_workers_complete_every_trial_exactly_once(tmp_path):
-    chief, workers, _ = _search(tmp_path, max_trials=4, pauses=[0, 0])
-    codes = finish([chief, *workers], timeout=240)
+def test_cli_chief_and_two_workers_complete_every_trial_exactly_once(digits_data_dir, tmp_path):
+    """`keras-cnn-ext tune --distributed`: a chief and 2 workers search LeNet-5's space on the
+    embedded digits; every trial is completed exactly once and the chief writes the results."""
+    (port,) = free_ports(1)
+    directory = tmp_path / "tune"
+    command = ["-m", "keras_cnn_ext", "tune", "lenet5", "--dataset", "digits", "--data-dir",
+               digits_data_dir, "--max-trials", "3", "--epochs", "1", "--directory",
+               str(directory), "--quiet", "--oracle", f"127.0.0.1:{port}",
+               "--heartbeat-timeout", "20"]
+    chief = start(command + ["--distributed", "chief", "--workers", "tuner0,tuner1"],
+                  str(tmp_path / "chief.log"))
+    workers = [start(command + ["--distributed", "worker", "--tuner-id", t],
+                     str(tmp_path / f"{t}.log")) for t in ("tuner0", "tuner1")]
+    codes = finish([chief, *workers], timeout=300)
     assert codes == [0, 0, 0], "\n-----\n".join(tail(p) for p in (chief, *workers))
-    result = _read(tmp_path / "chief.json")
-    assert result["state"] == "done"
-    assert result["trials"] == result["completed"] == 4 and result["failed"] == 0
-    assert result["ended"] == {t: 1 for t in result["status"]}  # each trial ended once
-    assert set(result["status"].values()) == {"COMPLETED"}
-    assert all(len(who) == 1 for who in result["assignments"].values())
-    ran = [_read(tmp_path / f"tuner{i}.json")["trials"] for i in range(2)]
-    assert sorted(ran[0] + ran[1]) == sorted(result["status"])  # no trial run twice
-    assert result["lost"] == []
+    results = _read(directory / "results.json")
+    assert results["completed"] == 3 and results["failed"] == 0
+    status = _read(directory / "search" / tuning.STATUS_FILE)
+    assert status["state"] == "done" and status["lost"] == []
+    assert status["ended"] == {"0": 1, "1": 1, "2": 1}  # each trial ended exactly once
+    assert all(len(who) == 1 for who in status["assignments"].values())
+    ran = sorted(t for who in status["assignments"].values() for t in who)
+    assert set(ran) <= {"tuner0", "tuner1"} and len(ran) == 3
+    assert (directory / "best_model.keras").exists() and (directory / "trials.csv").exists()
+    out = tail(chief, 20000)
+    assert "Distributed search: 3 trial(s) ended once each" in out
+    for t, proc in zip(("tuner0", "tuner1"), workers):
+        assert f"Worker {t} ran trial(s)" in tail(proc)
+
+
+def test_cli_distributed_flags_are_checked(capsys):
+    from keras_cnn_ext.cli import main
+
+    for argv, message in (
+            (["--distributed", "boss"], "--distributed"),
+            (["--distributed", "worker", "--oracle", "h:1"], "--tuner-id"),
+            (["--distributed", "worker", "--oracle", "h:1", "--tuner-id", "chief-1"],
+             "contains 'chief'"),
+            (["--distributed", "chief"], "--oracle"),
+            (["--oracle", "h:1"], "go with --distributed")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["tune", "lenet5", *argv])
+        assert exit_info.value.code == 2, (argv, message)
+        assert message in capsys.readouterr().err, argv
 
 
 @pytest.mark.slow

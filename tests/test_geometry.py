@@ -1,4 +1,4 @@
-"""Geometry: the textbook output-size formula and the padding spellings (DESIGN §3).
+"""Geometry: the textbook output-size formula and the padding spellings (README, "Semantics").
 
 Sizes are checked against a brute-force count of window positions, not against the formula
 itself, so the formula is tested rather than restated.
@@ -141,8 +141,11 @@ def test_normalize_choice_is_case_insensitive():
     assert geometry.normalize_data_format("CHANNELS_FIRST") == "channels_first"
 
 
-def test_check_pool_padding_accepts_sides_smaller_than_window():
-    geometry.check_pool_padding(((1, 0), (2, 2)), (2, 3))
+def test_check_pool_padding_accepts_sides_smaller_than_window_only():
+    assert geometry.check_pool_padding(((1, 0), (2, 2)), (2, 3)) is None
+    for pads in (((2, 0), (0, 0)), ((0, 2), (0, 0)), ((0, 0), (3, 0)), ((0, 0), (0, 3))):
+        with pytest.raises(ValueError, match=r"smaller than the pooling window \(2, 3\)"):
+            geometry.check_pool_padding(pads, (2, 3), received="given")
 
 
 @pytest.mark.parametrize("size, window, stride", [
@@ -167,4 +170,48 @@ def test_geometry_is_autograph_convertible(name):
     """The ops call these while a `tf.function` traces; AutoGraph converts them, and a construct
     it cannot convert (e.g. `:=`) prints "AutoGraph could not transform ... Please report this
     to the TensorFlow team" to every user of the ops inside a tf.function."""
-    tf.autograph.to_graph(getattr(geometry, name))
+    converted = tf.autograph.to_graph(getattr(geometry, name))
+    args = {
+        "validate_padding": ((1, 2),), "resolve_padding": ("same", (3, 4)),
+        "normalize_tuple": (3, "kernel_size"),
+        "normalize_choice": ("Zeros", "padding_mode", geometry.CORR_PADDING_MODES),
+        "check_pool_padding": (((1, 0), (1, 1)), (2, 2)), "output_size": (7, 3, 2),
+        "spatial_output_shape": ((5, 6), (3, 3), (2, 1), ((1, 1), (0, 0))),
+    }[name]
+    assert converted(*args) == getattr(geometry, name)(*args)
+
+
+# ------------------------------------------------------------------- the other helpers
+def test_normalize_int():
+    assert geometry.normalize_int(np.int64(4), "filters") == 4
+    assert type(geometry.normalize_int(np.int64(4), "filters")) is int
+    assert geometry.normalize_int(0, "padding", minimum=0) == 0
+    with pytest.raises(ValueError, match=r"Expected an integer >= 1. Received: units=0"):
+        geometry.normalize_int(0, "units")
+    for bad in (2.5, 2.0, "2", None, True):
+        with pytest.raises(ValueError, match=rf"Received: units={bad!r}"):
+            geometry.normalize_int(bad, "units")
+
+
+def test_layout_helpers():
+    assert geometry.spatial_axes("channels_last") == (1, 2)
+    assert geometry.spatial_axes("channels_first") == (2, 3)
+    assert geometry.image_shape((5, 7), 3, "channels_first") == (3, 5, 7)
+    assert geometry.image_shape((5, 7), 3, "channels_last") == (5, 7, 3)
+    x = np.zeros((2, 5, 7, 3))
+    assert np.transpose(x, geometry.TO_CHANNELS_FIRST).shape == (2, 3, 5, 7)
+    assert np.transpose(np.transpose(x, geometry.TO_CHANNELS_FIRST),
+                        geometry.TO_CHANNELS_LAST).shape == x.shape
+    assert geometry.tf_data_format("channels_first") == "NCHW"
+    assert geometry.flat_pads(((1, 2), (3, 4))) == [1, 2, 3, 4]
+
+
+def test_padded_output_size_works_on_tensors():
+    size = tf.constant(7)
+    assert int(geometry.padded_output_size(size, 3, 2, (1, 1))) == output_size(7, 3, 2, 1)
+
+
+def test_is_tf_same():
+    assert geometry.is_tf_same((8, 8), (3, 3), (2, 2), ((0, 1), (0, 1)))  # TF: extra after
+    assert not geometry.is_tf_same((8, 8), (3, 3), (2, 2), ((1, 1), (1, 1)))
+    assert not geometry.is_tf_same((None, 8), (3, 3), (1, 1), ((1, 1), (1, 1)))

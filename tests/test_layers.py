@@ -1,8 +1,5 @@
 """Layer tests: the shared helper on every layer and configuration, aliases, parameter counts,
-registered names, `supports_jit` and the docstring examples."""
-
-import doctest
-import importlib
+registered names and `supports_jit` (the docstring examples: test_doctests.py)."""
 
 import keras
 import numpy as np
@@ -46,6 +43,8 @@ def pool_reference(op, pool_size=2, strides=None, padding=0, padding_mode="zeros
     return fn
 
 
+NEEDS_NATIVE = pytest.mark.skipif(not kce.ops.native_available(),
+                                  reason=kce.ops.native_status())
 CORR_CONFIGS = [
     dict(filters=3, kernel_size=3),
     dict(filters=2, kernel_size=(3, 2), strides=(2, 1), padding=1, activation="relu"),
@@ -55,6 +54,8 @@ CORR_CONFIGS = [
     dict(filters=4, kernel_size=2, strides=2, padding="full", mode="convolution"),
     dict(filters=2, kernel_size=3, strides=2, padding=1, data_format="channels_first"),
     dict(filters=2, kernel_size=3, padding="same", implementation="reference"),
+    pytest.param(dict(filters=2, kernel_size=3, strides=2, padding=1, padding_mode="reflect",
+                      implementation="native"), marks=NEEDS_NATIVE, id="native-reflect"),
 ]
 
 
@@ -81,13 +82,16 @@ POOL_CONFIGS = [
     dict(pool_size=3, strides=2, padding=1, padding_mode="ignore"),
     dict(pool_size=2, padding="same", padding_mode="ignore", data_format="channels_first"),
     dict(pool_size=3, strides=2, padding="full", implementation="reference"),
+    pytest.param(dict(pool_size=3, strides=2, padding=1, padding_mode="ignore",
+                      implementation="native"), marks=NEEDS_NATIVE, id="native-ignore"),
 ]
 
 
+POOL_LAYERS = [(L.MaxPooling2D, reference.max_pool2d), (L.MeanPooling2D, reference.mean_pool2d)]
+
+
 @pytest.mark.parametrize("config", POOL_CONFIGS, ids=_config_id)
-@pytest.mark.parametrize("layer_cls, op", [
-    (L.MaxPooling2D, reference.max_pool2d), (L.MeanPooling2D, reference.mean_pool2d)],
-    ids=["max", "mean"])
+@pytest.mark.parametrize("layer_cls, op", POOL_LAYERS, ids=["max", "mean"])
 def test_pooling_layer(layer_cls, op, config, tmp_path):
     data_format = config.get("data_format", "channels_last")
     shape = (2, 7, 6, 2) if data_format == "channels_last" else (2, 2, 7, 6)
@@ -188,21 +192,3 @@ def test_default_data_format_follows_keras_setting():
     layer = L.CrossCorrelation2D(2, 3)
     assert layer.data_format == "channels_first"
     assert layer.compute_output_shape((None, 3, 8, 8)) == (None, 2, 6, 6)
-
-
-DOCTEST_MODULES = [
-    "keras_cnn_ext.ops",
-    "keras_cnn_ext.ops.geometry",
-    "keras_cnn_ext.ops.reference",
-    "keras_cnn_ext.ops.nn",
-    "keras_cnn_ext.layers.convolutional",
-    "keras_cnn_ext.layers.pooling",
-]
-
-
-@pytest.mark.parametrize("module_name", DOCTEST_MODULES)
-def test_docstring_examples(module_name):
-    module = importlib.import_module(module_name)
-    result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE, verbose=False)
-    assert result.attempted > 0, f"{module_name} has no runnable examples"
-    assert result.failed == 0

@@ -82,6 +82,39 @@ def test_textbook_and_keras_layers_have_the_same_parameters(name):
                    for layer in stock.layers)
 
 
+def _channels_first(shape):
+    return (shape[2], shape[0], shape[1])
+
+
+@pytest.mark.parametrize("name", MATRIX)
+def test_channels_first(name):
+    """Every model in channels_first (from `keras.config.image_data_format()`, as
+    keras.applications reads it) has the same weights as its channels_last twin and, given
+    them, computes the same function."""
+    shape = _tiny_shape(name)
+    last = models.get_model(name, input_shape=shape, num_classes=3, classifier_activation=None)
+    keras.config.set_image_data_format("channels_first")
+    first = models.get_model(name, input_shape=_channels_first(shape), num_classes=3,
+                             classifier_activation=None)
+    assert first.input_shape == (None,) + _channels_first(shape)
+    formats = {layer.data_format for layer in first.layers if hasattr(layer, "data_format")}
+    assert formats == {"channels_first"}, formats
+    assert [w.shape for w in first.weights] == [w.shape for w in last.weights]
+    first.set_weights(last.get_weights())
+    x = np.random.default_rng(2).uniform(size=(2,) + shape).astype("float32")
+    np.testing.assert_allclose(np.asarray(first.predict_on_batch(np.transpose(x, (0, 3, 1, 2)))),
+                               np.asarray(last.predict_on_batch(x)), rtol=1e-4, atol=1e-4)
+
+
+def test_explicit_data_format_overrides_the_keras_setting():
+    keras.config.set_image_data_format("channels_first")
+    model = models.lenet5(data_format="channels_last", layers="keras")
+    assert model.input_shape == (None, 28, 28, 1)
+    assert models.lenet5(layers="keras").input_shape == (None, 1, 28, 28)
+    assert models.resnet20(input_shape=(3, 8, 8)).get_layer("conv2_1").data_format == (
+        "channels_first")
+
+
 def test_textbook_and_keras_twins_compute_the_same_function():
     a = models.resnet18(input_shape=(33, 33, 3), num_classes=4, classifier_activation=None)
     b = models.resnet18(input_shape=(33, 33, 3), num_classes=4, classifier_activation=None,
@@ -217,7 +250,9 @@ def test_classifier_activation_and_options():
 @pytest.mark.parametrize("kwargs,match", [
     (dict(input_shape=(32, 32)), "input_shape"), (dict(num_classes=0), "num_classes=0"),
     (dict(pooling="sum"), "pooling='sum'"), (dict(include_top="yes"), "include_top='yes'"),
-    (dict(layers="torch"), "layers='torch'"),
+    (dict(layers="torch"), "layers='torch'"), (dict(data_format="NCHW"), "data_format='NCHW'"),
+    (dict(input_shape=(32, 32, None)), "channels"),
+    (dict(input_shape=(None, 32, 32), data_format="channels_first"), "channels"),
 ])
 def test_invalid_builder_arguments(kwargs, match):
     with pytest.raises(ValueError, match=match):

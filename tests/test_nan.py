@@ -15,13 +15,8 @@ import tensorflow as tf
 import keras_cnn_ext as kce
 from keras_cnn_ext.ops import native, reference
 
-_NATIVE_NAN = pytest.mark.xfail(
-    strict=False, reason="the native max-pool kernels propagate NaN once issue 12b's kernel "
-    "change lands (until then a NaN cell never wins there)")
 _NEEDS_NATIVE = pytest.mark.skipif(not native.available(), reason=native.status())
 IMPLEMENTATIONS = ["reference", "composite", pytest.param("native", marks=_NEEDS_NATIVE)]
-MAX_IMPLEMENTATIONS = ["reference", "composite",
-                       pytest.param("native", marks=[_NEEDS_NATIVE, _NATIVE_NAN])]
 NAN_CELLS = [(0, 2, 3, 0), (1, 0, 0, 1), (1, 4, 5, 0)]
 
 
@@ -111,7 +106,7 @@ def _case_id(case):
 
 @pytest.mark.parametrize("data_format", ["channels_last", "channels_first"])
 @pytest.mark.parametrize("case", MAX_CASES, ids=_case_id)
-@pytest.mark.parametrize("implementation", MAX_IMPLEMENTATIONS)
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 def test_max_pool_nan_forward_and_gradient(implementation, case, data_format, rng):
     # two NaN cells in one window (first one wins) and a window of NaN only
     x = _nan_input(rng, (2, 5, 6, 2), NAN_CELLS, extra=[(0, 2, 4, 0), (1, 4, 4, 0),
@@ -127,7 +122,7 @@ def test_max_pool_nan_forward_and_gradient(implementation, case, data_format, rn
     np.testing.assert_allclose(dx, _oracle_grad(x, upstream, winners), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("implementation", MAX_IMPLEMENTATIONS)
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 def test_max_pool_all_nan_window_is_nan_not_the_lowest_float(implementation):
     """The issue's example: TensorFlow's own kernel returns -3.4028235e+38 here."""
     x = np.full((1, 2, 2, 1), np.nan, "float32")
@@ -137,7 +132,7 @@ def test_max_pool_all_nan_window_is_nan_not_the_lowest_float(implementation):
     np.testing.assert_array_equal(dx[0, :, :, 0], [[1, 0], [0, 0]])  # the first NaN cell
 
 
-@pytest.mark.parametrize("implementation", MAX_IMPLEMENTATIONS)
+@pytest.mark.parametrize("implementation", IMPLEMENTATIONS)
 def test_max_pool_nan_beats_infinity_and_padded_zeros(implementation):
     x = np.array([[np.inf, 1.0], [np.nan, -np.inf]], "float32")[None, :, :, None]
     y, dx = _max_pool_and_grad(x, np.full((1, 1, 1, 1), 2.0, "float32"), implementation,

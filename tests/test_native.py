@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_cnn_ext.ops import native
+from keras_cnn_ext.ops import native, native_config
 from keras_cnn_ext.ops import reference
 
 requires_native = pytest.mark.skipif(not native.available(), reason=f"{native.status()}")
@@ -437,10 +437,90 @@ def test_cuda_selftest_runs_on_gpu(tmp_path):
         pytest.skip("nvcc not found")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     exe = tmp_path / "gpu_selftest"
-    subprocess.run([nvcc, "-std=c++17", "-O2", "-x", "cu", "-I",
-                    os.path.join(root, "custom_ops", "cc"),
-                    os.path.join(root, "custom_ops", "tests", "gpu_selftest.cu.cc"),
-                    os.path.join(root, "custom_ops", "cc", "kce_kernels_gpu.cu.cc"),
-                    "-o", str(exe)], check=True)
+    src = os.path.join(root, native_config.SOURCE_ROOT)
+    subprocess.run([nvcc, "-std=c++17", "-O2", "-x", "cu", "-I", src,
+                    os.path.join(root, native_config.CUDA_SELFTEST),
+                    *[os.path.join(src, f) for f in native_config.CUDA_SOURCES],
+                    "-o", str(exe)], check=True, timeout=600)
     out = subprocess.run([str(exe)], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+# ----------------------------------------------------------------------------- NaN in max pooling
+# The rule (README "Semantics"): NaN ranks above every number, so a window holding NaN gives NaN;
+# the first NaN cell in row-major window order wins and receives the gradient (the first maximal
+# cell without NaN). "zeros": padded cells are 0 and take part; "ignore": they never win.
+
+NAN = np.nan
+
+
+def _max_pool_with_grad(x, window, strides, pads, pmode, fmt, g, dtype):
+    xt = tf.constant(_to_format(x, fmt), dtype)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        y = native.max_pool2d(xt, window, strides, pads, pmode, fmt)
+    dx = tape.gradient(y, xt, output_gradients=tf.constant(_to_format(g, fmt), dtype))
+    return (_from_format(tf.cast(y, tf.float64), fmt),
+            _from_format(tf.cast(dx, tf.float64), fmt))
+
+
+@requires_native
+@pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])
+@pytest.mark.parametrize("dtype", [tf.float64, tf.float32, tf.float16])
+def test_max_pool_nan_wins_and_first_nan_gets_the_gradient(algo, fmt, dtype):
+    # Three channels through the same 2x2 / stride-2 windows: with NaN, without NaN, all NaN.
+    with_nan = np.array([[1, NAN, 3, 4], [NAN, 2, 0, NAN], [5, 6, NAN, NAN], [7, 8, NAN, 1]])
+    without = np.where(np.isnan(with_nan), -10.0, with_nan)
+    all_nan = np.full((4, 4), NAN)
+    x = np.stack([with_nan, without, all_nan], axis=-1)[None]
+    g = np.arange(1.0, 13.0).reshape(1, 2, 2, 3)
+    y, dx = _max_pool_with_grad(x, (2, 2), (2, 2), ((0, 0), (0, 0)), "zeros", fmt, g, dtype)
+    np.testing.assert_array_equal(y[0, :, :, 0], [[NAN, NAN], [8, NAN]])
+    np.testing.assert_array_equal(y[0, :, :, 1], [[2, 4], [8, 1]])
+    assert np.isnan(y[0, :, :, 2]).all()
+    expected = np.zeros((4, 4, 3))
+    for (oh, ow), cells in {(0, 0): [(0, 1), (1, 1), (0, 0)], (0, 1): [(1, 3), (0, 3), (0, 2)],
+                            (1, 0): [(3, 1), (3, 1), (2, 0)],
+                            (1, 1): [(2, 2), (3, 3), (2, 2)]}.items():
+        for c, (h, w) in enumerate(cells):
+            expected[h, w, c] = g[0, oh, ow, c]
+    np.testing.assert_array_equal(dx[0], expected)
+
+
+@requires_native
+@pytest.mark.parametrize("fmt", ["channels_last", "channels_first"])
+def test_max_pool_nan_with_padding_and_overlapping_windows(algo, fmt):
+    x = np.array([[-1, NAN, -3], [-4, -5, -6], [NAN, -8, 0]])[None, :, :, None]
+    g = np.arange(1.0, 10.0).reshape(1, 3, 3, 1)
+    pads = ((1, 0), (1, 0))
+    # "zeros": a padded 0 beats the negative numbers but not NaN, and passes no gradient.
+    y, dx = _max_pool_with_grad(x, (2, 2), (1, 1), pads, "zeros", fmt, g, tf.float64)
+    np.testing.assert_array_equal(y[0, :, :, 0], [[0, NAN, NAN], [0, NAN, NAN], [NAN, NAN, 0]])
+    np.testing.assert_array_equal(dx[0, :, :, 0], [[0, 2 + 3 + 5 + 6, 0], [0, 0, 0], [7 + 8, 0, 9]])
+    # "ignore": the padded cells never win.
+    y, dx = _max_pool_with_grad(x, (2, 2), (1, 1), pads, "ignore", fmt, g, tf.float64)
+    np.testing.assert_array_equal(y[0, :, :, 0], [[-1, NAN, NAN], [-1, NAN, NAN], [NAN, NAN, 0]])
+    np.testing.assert_array_equal(dx[0, :, :, 0],
+                                  [[1 + 4, 2 + 3 + 5 + 6, 0], [0, 0, 0], [7 + 8, 0, 9]])
+    # windows whose real cells are all NaN give NaN in both modes; the first real cell gets dy
+    x = np.full((1, 2, 2, 1), NAN)
+    g = np.arange(1.0, 5.0).reshape(1, 2, 2, 1)
+    for pmode in ("zeros", "ignore"):
+        y, dx = _max_pool_with_grad(x, (2, 2), (1, 1), pads, pmode, fmt, g, tf.float64)
+        assert np.isnan(y).all(), pmode
+        np.testing.assert_array_equal(dx[0, :, :, 0], [[10, 0], [0, 0]], err_msg=pmode)
+
+
+@requires_native
+def test_max_pool_nan_matches_reference_on_random_geometries(algo):
+    rng = np.random.default_rng(2024)
+    for i in range(120):
+        n, h, w, c, window, strides, pads, pmode, fmt = case = _pool_case(rng)
+        x = rng.integers(-2, 3, size=(n, h, w, c)).astype(np.float64)  # ties, zeros
+        x[rng.random(x.shape) < (0.15, 0.5, 0.95)[i % 3]] = NAN
+        expected = reference.max_pool2d(x, window, strides, pads, padding_mode=pmode)
+        g = rng.standard_normal(expected.shape)
+        y, dx = _max_pool_with_grad(x, window, strides, pads, pmode, fmt, g, tf.float64)
+        np.testing.assert_array_equal(y, expected, err_msg=str(case))
+        rdx = reference.max_pool2d_grad(x, g, window, strides, pads, padding_mode=pmode)
+        np.testing.assert_allclose(dx, rdx, rtol=1e-12, atol=1e-12, err_msg=str(case))

@@ -60,6 +60,18 @@ def test_refuses_a_non_empty_output_unless_told(digits_data_dir, tmp_path):
         training.train(output=str(out), resume=True, overwrite=True)
 
 
+def test_default_output_folder_per_run(digits_data_dir, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    metrics = training.train(data_dir=digits_data_dir, epochs=1, **dict(TINY, verbose=2))
+    out = metrics["output"]
+    assert os.path.dirname(out) == os.path.join("runs", "train")
+    assert os.path.basename(out).startswith("lenet5-digits-")
+    assert (tmp_path / out / "model.keras").exists()
+    printed = capsys.readouterr().out
+    assert f"Output folder: {out}" in printed and f"to {out}" in printed
+    assert training.default_output("lenet5", "digits") != out  # never an existing folder
+
+
 def test_resume_continues_exactly_and_keeps_settings(digits_data_dir, tmp_path):
     """2 epochs + resume to 3 == 3 epochs uninterrupted (same batches, same weights), and a
     resumed run refuses changed settings."""

@@ -2,6 +2,7 @@
 fraction of random configurations that fit 16x16, 28x28 and 32x32 inputs."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -46,8 +47,7 @@ def test_every_stage_searches_kernel_stride_and_filters(cls):
     names = {p.name for p in hp.space}
     assert {"depth", "learning_rate", "optimizer"} <= names
     for stage in range(1, max(hm.space.depths) + 1):
-        stage_names = [n for n in names if n.startswith(("conv", "stage")) and
-                       n[4:].lstrip("e").startswith(str(stage))]
+        stage_names = [n for n in names if re.match(rf"(conv|stage){stage}_", n)]
         for word in ("kernel", "stride", "filters"):
             assert any(word in n for n in stage_names), (stage, word, sorted(names))
     optimizer = next(p for p in hp.space if p.name == "optimizer")

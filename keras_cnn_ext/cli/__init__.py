@@ -21,6 +21,7 @@ import sys
 COMMANDS = (
     ("train", "train"),
     ("evaluate", "evaluate"),
+    ("tune", "tune"),
     ("export", "export"),
     ("summary", "summary"),
     ("explain", "explain"),
@@ -33,7 +34,11 @@ class UsageError(ValueError):
 
 
 def choice_error(flag, value, choices):
-    """A `UsageError` naming the flag, the value received and the valid choices."""
+    """A `UsageError` naming the flag, the value received and the valid choices.
+
+    >>> print(choice_error("--model", "resnet19", ("resnet18", "resnet34")))
+    invalid value for --model: 'resnet19' (choose from resnet18, resnet34)
+    """
     return UsageError(f"invalid value for {flag}: {value!r} (choose from {', '.join(choices)})")
 
 

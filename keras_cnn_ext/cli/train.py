@@ -72,6 +72,9 @@ def add_parser(subparsers):
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run files in a non-empty --output")
     add_data_dir(p)
+    p.add_argument("--download", action="store_true",
+                   help="let tensorflow-datasets download a missing set (needs network; "
+                        "default: never download, fail at once with a hint)")
     p.add_argument("--max-examples", type=positive_int, metavar="N",
                    help="use at most N examples of each split (smoke runs)")
     p.add_argument("--strategy", choices=STRATEGIES,
@@ -106,8 +109,9 @@ def run(args):
                   schedule=args.schedule, augment=args.augment, seed=args.seed,
                   implementation=args.implementation, layers=args.layers,
                   data_dir=args.data_dir, input_shape=args.input_shape,
-                  max_examples=args.max_examples, strategy=args.strategy,
-                  cpu_replicas=args.cpu_replicas, sync_batch_norm=args.sync_batch_norm)
+                  max_examples=args.max_examples, download=args.download or None,
+                  strategy=args.strategy, cpu_replicas=args.cpu_replicas,
+                  sync_batch_norm=args.sync_batch_norm)
     from keras_cnn_ext import distribute
 
     try:  # the checks `train` makes first, reported as usage errors (exit code 2)

@@ -186,7 +186,8 @@ def preprocess(image, image_size=None, channels=None):
 
 
 def load(name, split="train", batch_size=128, image_size=None, channels=None, data_dir=None,
-         shuffle=None, seed=0, cache=True, drop_remainder=False, download=False):
+         shuffle=None, seed=0, cache=True, drop_remainder=False, download=False,
+         max_examples=None):
     """A `tf.data.Dataset` of ``(image, label)``: float32 images in [0, 1], int64 labels.
 
     The pipeline is tfds's ``load -> map(normalise, resize) -> cache -> shuffle -> batch ->
@@ -209,6 +210,7 @@ def load(name, split="train", batch_size=128, image_size=None, channels=None, da
         cache: keep the preprocessed examples in memory after the first pass.
         drop_remainder: drop the last, smaller batch.
         download: allow tfds to download and prepare a missing set (needs network).
+        max_examples: keep only the first this many examples (before caching; smoke runs).
 
     Returns:
         A prefetched `tf.data.Dataset`.
@@ -231,7 +233,10 @@ def load(name, split="train", batch_size=128, image_size=None, channels=None, da
     if shuffle is None:
         shuffle = isinstance(split, str) and split.startswith("train")
     seed = _check_int(seed, "seed", 0, allow_none=False)
+    max_examples = _check_int(max_examples, "max_examples", 1)
     ds, _ = _tfds_load(name, split, data_dir, bool(shuffle), seed, download)
+    if max_examples is not None:
+        ds = ds.take(max_examples)
     ds = ds.map(lambda x, y: (preprocess(x, image_size, channels), y),
                 num_parallel_calls=tf.data.AUTOTUNE)
     if cache:

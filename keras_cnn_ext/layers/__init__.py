@@ -1,4 +1,12 @@
-"""Keras layers built on `keras_cnn_ext.ops` (all registered as "keras_cnn_ext>Name")."""
+"""Keras layers built on `keras_cnn_ext.ops` (all registered as "keras_cnn_ext>Name").
+
+>>> import keras
+>>> layer = CrossCorrelation2D(6, 5, padding=2)
+>>> keras.saving.get_registered_name(type(layer))
+'keras_cnn_ext>CrossCorrelation2D'
+>>> layer.compute_output_shape((None, 28, 28, 1))
+(None, 28, 28, 6)
+"""
 
 from keras_cnn_ext.layers.convolutional import Corr2D, CrossCorrelation2D
 from keras_cnn_ext.layers.inception import InceptionModule

@@ -30,12 +30,12 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     def __init__(self, size=5, alpha=1e-4, beta=0.75, k=2.0, data_format=None, **kwargs):
         super().__init__(**kwargs)
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1 or size % 2 == 0:
+        if geometry.normalize_int(size, "size") % 2 == 0:
             raise ValueError(
                 "Invalid value for argument `size`. Expected a positive odd integer. "
                 f"Received: size={size!r}"
             )
-        self.size = size
+        self.size = int(size)
         self.alpha = float(alpha)
         self.beta = float(beta)
         self.k = float(k)
@@ -44,8 +44,8 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     def call(self, inputs):
         x = inputs
-        if self.data_format == "channels_first":
-            x = tf.transpose(x, (0, 2, 3, 1))
+        if self.data_format == "channels_first":  # TF's LRN runs on the last axis only
+            x = tf.transpose(x, geometry.TO_CHANNELS_LAST)
         dtype = x.dtype
         if dtype not in (tf.float32, tf.float16, tf.bfloat16):
             x = tf.cast(x, tf.float32)
@@ -53,7 +53,7 @@ class LocalResponseNormalization(keras.layers.Layer):
             x, depth_radius=self.size // 2, bias=self.k, alpha=self.alpha, beta=self.beta)
         y = tf.cast(y, dtype)
         if self.data_format == "channels_first":
-            y = tf.transpose(y, (0, 3, 1, 2))
+            y = tf.transpose(y, geometry.TO_CHANNELS_FIRST)
         return y
 
     def compute_output_shape(self, input_shape):

@@ -40,12 +40,7 @@ class _ResidualBase(keras.layers.Layer):
         self.filters = geometry.normalize_int(filters, "filters")
         self.strides = geometry.normalize_tuple(strides, "strides")
         # the spatial kernel of the block (3 in the paper); square, applied with 'same' padding
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1:
-            raise ValueError(
-                "Invalid value for argument `kernel_size`. Expected a positive integer. "
-                f"Received: kernel_size={kernel_size!r}"
-            )
-        self.kernel_size = kernel_size
+        self.kernel_size = geometry.normalize_int(kernel_size, "kernel_size")
         self.shortcut = geometry.normalize_choice(shortcut, "shortcut", SHORTCUTS)
         if not isinstance(preactivation, bool):
             raise ValueError(

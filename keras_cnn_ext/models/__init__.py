@@ -2,7 +2,14 @@
 
 All builders return a functional `keras.Model` with the papers' layer names and share the
 arguments `input_shape`, `num_classes`, `include_top=True`, `pooling=None|"avg"|"max"`,
-`classifier_activation="softmax"` and `layers="textbook"|"keras"`.
+`classifier_activation="softmax"`, `layers="textbook"|"keras"` and `data_format` (default:
+`keras.config.image_data_format()`). Every builder registers itself where it is defined
+(`register_model`), so `list_models()` / `get_model(name)` know them all.
+
+>>> "resnet50" in list_models()
+True
+>>> get_model("lenet5", layers="keras").output_shape
+(None, 10)
 """
 
 from keras_cnn_ext.models.alexnet import alexnet

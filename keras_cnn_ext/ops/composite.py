@@ -6,9 +6,14 @@ convolution and pooling kernels. The backward pass is written out with `tf.custo
 from the backprop formulas (README, "Semantics") rather than left to autodiff:
 
 * corr2d: dX̂ = full correlation of the stride-dilated upstream gradient with the 180°-rotated
-  kernel (`Conv2DBackpropInput` computes exactly that), then the padding is cropped (zeros) or
-  folded back onto the cells it copied (replicate / reflect); dW = correlation of the padded
-  input with the dilated upstream gradient (`Conv2DBackpropFilter`).
+  kernel, then the padding is cropped (zeros) or folded back onto the cells it copied
+  (replicate / reflect); dW = correlation of the padded input with the dilated upstream
+  gradient. Each of the three pieces (forward too) runs in the formulation `dispatch`'s rule
+  table picks for the shape — TensorFlow's kernels (`Conv2DBackpropInput` /
+  `Conv2DBackpropFilter`) or one of the exact rewrites of `conv_grads` (im2col GEMM, the
+  forward correlation of the formula itself, a phase decomposition for strides, a
+  batch-as-channels correlation for dW) — and kernel taps that only ever meet zero padding are
+  dropped first (a 3x3 'same' correlation of a 1x1 map is a matmul).
 * max pooling: the upstream value goes to the first maximal cell of its window in row-major
   order (`MaxPoolGrad` over the padded input, so a padded zero that wins passes nothing).
   A window holding NaN gives NaN and its gradient goes to its first NaN cell (NumPy / PyTorch
@@ -22,11 +27,18 @@ backward is 2-3x slower than pad + VALID (measured on the project's CPUs; docs/t
 All functions take the normalised arguments of `geometry.normalize_corr_args` /
 `normalize_pool_args` and have the signatures of `reference` and `native`: `strides` (S_h, S_w),
 `padding` ((top, bottom), (left, right)), a lower-case `padding_mode` / `mode` / `data_format`.
+
+>>> x = tf.reshape(tf.range(16.0), (1, 4, 4, 1))
+>>> y = max_pool2d(x, (2, 2), (2, 2), ((1, 1), (1, 1)), "ignore", "channels_last")
+>>> y[0, :, :, 0].numpy()
+array([[ 0.,  2.,  3.],
+       [ 8., 10., 11.],
+       [12., 14., 15.]], dtype=float32)
 """
 
 import tensorflow as tf
 
-from keras_cnn_ext.ops import geometry
+from keras_cnn_ext.ops import conv_grads, dispatch, geometry
 
 
 
@@ -126,25 +138,38 @@ def _check_window_fits(x, window, pads):
         return tf.identity(x)
 
 
-def _conv_plan(x, window, strides, pads, padding_mode):
-    """How to run the forward: TF padding word, effective strides and a crop of the input.
+def _frame(x, window, strides, pads, padding_mode):
+    """What the forward correlates: (frame, live kernel slices, strides, zero pads, crop).
 
-    TF 'SAME' is used where it equals the textbook padding (no padded copy: as fast as stock
-    Keras). An output axis of static size 1 is computed with stride 1 over the input cropped
-    to the window: the same numbers, and it avoids a oneDNN float32 defect in TF 2.21 (wrong
-    values for one-column outputs with stride > 1).
+    Replicate / reflect padding is materialised (the frame is the padded input, zero pads);
+    zero padding stays implicit in the pads. With all sizes known, kernel taps that only ever
+    meet zero padding are dropped (`conv_grads.live_taps`: a 3x3 'same' correlation of a 1x1
+    map is a matmul), and an output axis of size 1 is computed with stride 1 over the frame
+    cropped to the window (`crop` rows / columns kept): the same numbers, and it avoids a
+    oneDNN float32 defect in TF 2.21 (wrong values for one-column outputs with stride > 1).
     """
-    spatial = _static_hw(x)
-    single = tuple(
-        size is not None and s > 1
-        and geometry.window_output_size(size, m, s, p) == 1
-        for size, m, s, p in zip(spatial, window, strides, pads))
-    crop = tuple(m if one else None for m, one in zip(window, single))
-    strides = tuple(1 if one else s for s, one in zip(strides, single))
-    if (padding_mode == "zeros" and not geometry.no_padding(pads) and not any(single)
-            and geometry.is_tf_same(spatial, window, strides, pads)):
-        return "SAME", strides, crop
-    return "VALID", strides, crop
+    if padding_mode != "zeros":
+        x, pads = pad(x, pads, padding_mode), ((0, 0), (0, 0))
+    hw = _static_hw(x)
+    taps = tuple((0, m - 1) for m in window)
+    if any(size is None for size in hw):
+        return x, taps, strides, pads, None
+    if dispatch.drop_dead_taps():
+        taps, pads = conv_grads.live_taps(hw, window, strides, pads)
+    live = tuple(hi - lo + 1 for lo, hi in taps)
+    crop, new_strides, new_pads = [], [], []
+    for size, m, s, p in zip(hw, live, strides, pads):
+        if s > 1 and geometry.window_output_size(size, m, s, p) == 1 and m > p[0]:
+            keep = min(size, m - p[0])
+            crop.append(keep)
+            new_strides.append(1)
+            new_pads.append((p[0], m - p[0] - keep))
+        else:
+            crop.append(size)
+            new_strides.append(s)
+            new_pads.append(p)
+    x = x[:, :crop[0], :crop[1], :]
+    return x, taps, tuple(new_strides), tuple(new_pads), hw
 
 
 def _output_shape(x, kernel, window, strides, pads):
@@ -156,6 +181,14 @@ def _output_shape(x, kernel, window, strides, pads):
     return tf.stack([shape[0], out[0], out[1], tf.shape(kernel)[3]])
 
 
+def _restore(d_frame, full_hw):
+    """Zero rows / columns for the part of the frame the forward cropped away."""
+    if full_hw is None or tuple(d_frame.shape[1:3]) == tuple(full_hw):
+        return d_frame
+    return tf.pad(d_frame, ((0, 0), (0, full_hw[0] - d_frame.shape[1]),
+                            (0, full_hw[1] - d_frame.shape[2]), (0, 0)))
+
+
 def corr2d(x, kernel, strides=(1, 1), padding=geometry.NO_PADDING, padding_mode="zeros",
            mode="cross_correlation", data_format="channels_last"):
     """Textbook cross-correlation (no bias) with an explicit gradient. See module docstring."""
@@ -165,32 +198,34 @@ def corr2d(x, kernel, strides=(1, 1), padding=geometry.NO_PADDING, padding_mode=
 
     @tf.custom_gradient
     def _corr(x, kernel):
-        x_nhwc = _to_nhwc(x, data_format)
+        x_nhwc = _check_window_fits(_to_nhwc(x, data_format), tuple(kernel.shape[:2]), pads)
         window = tuple(kernel.shape[:2])
         used = tf.reverse(kernel, (0, 1)) if flip else kernel
-        tf_padding, run_strides, crop = _conv_plan(x_nhwc, window, strides, pads,
-                                                   padding_mode)
-        tf_strides = (1,) + run_strides + (1,)
-        x_nhwc = _check_window_fits(x_nhwc, window, pads)
-        xp = x_nhwc if tf_padding == "SAME" else pad(x_nhwc, pads, padding_mode)
-        xc = xp[:, :crop[0] or None, :crop[1] or None, :] if any(crop) else xp
-        y = tf.nn.conv2d(xc, used, tf_strides, tf_padding)
+        frame, taps, run_strides, run_pads, full_hw = _frame(x_nhwc, window, strides, pads,
+                                                             padding_mode)
+        (r0, r1), (c0, c1) = taps
+        live = used[r0:r1 + 1, c0:c1 + 1]
+        how = dispatch.corr2d_formulation(
+            frame, live, run_strides, run_pads,
+            static=all(isinstance(d, int) for d in frame.shape[1:4]))
+        y = conv_grads.correlate(frame, live, run_strides, run_pads, how.forward)
         y = tf.reshape(y, _output_shape(x_nhwc, used, window, strides, pads))
 
         def grad(upstream):
             g = _to_nhwc(upstream, data_format)
-            dxc = tf.raw_ops.Conv2DBackpropInput(
-                input_sizes=tf.shape(xc), filter=used, out_backprop=g, strides=tf_strides,
-                padding=tf_padding)
-            dxp = dxc
-            if any(crop):
-                rest = tf.shape(xp) - tf.shape(xc)
-                dxp = tf.pad(dxc, ((0, 0), (0, rest[1]), (0, rest[2]), (0, 0)))
-            dx = dxp if tf_padding == "SAME" else unpad(
-                dxp, pads, tf.shape(x_nhwc), padding_mode)
-            dw = tf.raw_ops.Conv2DBackpropFilter(
-                input=xc, filter_sizes=tf.shape(used), out_backprop=g, strides=tf_strides,
-                padding=tf_padding)
+            hw = _static_hw(frame)
+            if any(d is None for d in hw):
+                hw = tf.unstack(tf.shape(frame)[1:3])
+            d_frame = conv_grads.input_grad(g, live, hw, run_strides, run_pads,
+                                            how.input_grad, how.input_engine)
+            d_frame = _restore(d_frame, full_hw)
+            dx = d_frame if padding_mode == "zeros" else unpad(
+                d_frame, pads, tf.shape(x_nhwc), padding_mode)
+            dw = conv_grads.kernel_grad(frame, g, live.shape[:2], run_strides, run_pads,
+                                        how.kernel_grad)
+            if (r0, r1, c0, c1) != (0, window[0] - 1, 0, window[1] - 1):
+                dw = tf.pad(dw, ((r0, window[0] - 1 - r1), (c0, window[1] - 1 - c1),
+                                 (0, 0), (0, 0)))
             if flip:
                 dw = tf.reverse(dw, (0, 1))
             return _from_nhwc(dx, data_format), dw
@@ -269,8 +304,11 @@ def max_pool2d(x, pool_size, strides=None, padding=geometry.NO_PADDING, padding_
 
         def grad(upstream):
             g = _to_nhwc(upstream, data_format)
+            # TF's gradient stays outside the cond: inside a branch, oneDNN cannot pair it with
+            # the forward pool and TensorFlow falls back to a kernel 5-10x slower (measured).
+            dxp_tf = kernels.grad(xp, y_tf, g)
             dxp = tf.cond(has_nan, lambda: _max_pool_nan(kernels, xp, y_tf, g),
-                          lambda: kernels.grad(xp, y_tf, g))
+                          lambda: dxp_tf)
             dx = dxp if tf_padding == "SAME" else unpad(dxp, pads, tf.shape(x_nhwc), "zeros")
             return _from_nhwc(dx, data_format)
 

@@ -7,8 +7,14 @@ have no XLA kernels). Everywhere else it uses the composite path, which XLA and 
 environment variable `KERAS_CNN_EXT_IMPLEMENTATION` (`auto` | `composite` | `native`) overrides
 "auto" for the whole process; `implementation_scope` overrides every choice (explicit ones too)
 for the ops created inside a block, e.g. while a portable SavedModel is traced.
+
+>>> resolve("composite", "corr2d")  # an explicit choice is kept
+'composite'
+>>> supports_jit("native")  # the compiled ops have no XLA kernels
+False
 """
 
+import collections
 import contextlib
 import contextvars
 import functools
@@ -160,3 +166,155 @@ def supports_jit(implementation):
     """Whether XLA can compile a layer with this `implementation` ("auto" falls back to
     composite inside XLA unless the environment forces native)."""
     return effective(implementation) in ("auto", "composite")
+
+
+# ----------------------------------------------------------------------------- composite corr2d
+#
+# How the composite correlation computes its three pieces (`ops/conv_grads.py`), from
+# `benchmarks/bench_conv_grads.py --kernels both` (README, "Correlation formulations"). The
+# rules compare shapes, not milliseconds, so that they carry over to other CPUs: TensorFlow's
+# kernels lose where the map is small next to the channels (fixed per-call set-up, and in the
+# Eigen family a transposed convolution whose cost grows far beyond its arithmetic), and win
+# elsewhere. Symbols, of the planned problem (taps that only meet padding dropped):
+#   HW = input map area H·W, KL = output positions K·L, C = input channels,
+#   T = kernel taps M·N, S = stride product S_h·S_w.
+# The first row of a piece whose condition holds wins; a piece no row matches runs
+# TensorFlow's kernel (forward "conv", input "tf", kernel "tf").
+#
+#  kernels   piece      formulation   when                      measured, ms: TF -> this row
+CORR2D_RULES = (
+    # oneDNN: tiny maps next to the channels are matmuls (TF's per-call set-up dominates)
+    ("onednn", "forward", "gemm", "64*KL <= C"),             # (32,2,2,512) 3x3: 60.4 -> 6.5
+    ("onednn", "input", "phase:gemm", "64*KL <= C"),         # (32,2,2,512) 3x3: 100 -> 31.4
+    ("onednn", "kernel", "gemm", "16*KL <= C"),              # (32,4,4,128) s2: 11.9 -> 8.8
+    # Eigen: Conv2DBackpropInput is pathological where the map is smaller than the channels
+    ("eigen", "input", "phase:gemm", "64*KL <= C"),          # (32,1,1,512): 51.2 -> 2.4
+    ("eigen", "input", "phase:gemm", "T == 1 and S*HW < C"),  # (4,7,7,512) 1x1: 44.7 -> 15.4
+    ("eigen", "input", "phase:conv", "S*HW < C"),            # (32,2,2,256): 160 -> 22.7
+    # Eigen: Conv2DBackpropFilter loses to the book's correlation wherever the kernel is
+    # bigger than 1x1 at stride 1 (images as channels; a 1x1 kernel would make the upstream
+    # map the whole "kernel")
+    ("eigen", "kernel", "gemm", "16*KL <= C"),               # (128,1,1,512): 3.2 -> 1.5
+    ("eigen", "kernel", "swap", "T > 1 and S == 1"),         # (128,28,28,1) 5x5: 75 -> 26
+)
+# Which rows apply: the CPU kernel family of the dtype (TensorFlow's float64 / float16
+# convolutions are Eigen kernels even where oneDNN is on); dtypes and devices not listed
+# (bfloat16, float16, GPUs: not measured yet) keep TensorFlow's kernels.
+RULE_DTYPES = {"float32": None, "float64": "eigen"}   # None: the process's family
+
+Formulation = collections.namedtuple(
+    "Formulation", ("forward", "input_grad", "input_engine", "kernel_grad"))
+TF_KERNELS = Formulation("conv", "tf", "conv", "tf")
+_forced_formulation = []
+
+
+@contextlib.contextmanager
+def force_formulation(formulation, drop_dead_taps=True):
+    """Makes every composite correlation traced inside the block use `formulation` (a
+    `Formulation` or a 4-tuple); `drop_dead_taps=False` also keeps kernel taps that only meet
+    padding (TF_KERNELS + False = the composite op before the formulations existed). For
+    benchmarks and tests."""
+    _forced_formulation.append((Formulation(*formulation), drop_dead_taps))
+    try:
+        yield
+    finally:
+        _forced_formulation.pop()
+
+
+def drop_dead_taps():
+    """Whether the composite correlation drops the kernel taps that only meet padding."""
+    return _forced_formulation[-1][1] if _forced_formulation else True
+
+
+# CPUs on which TensorFlow's Linux x86 build turns oneDNN on by default (TF's util.cc).
+_ONEDNN_DEFAULT_FLAGS = ("avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile", "amx_int8",
+                         "amx_bf16")
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_kernels():
+    """Which family of TensorFlow CPU kernels runs float32 convolutions: 'onednn' or 'eigen'.
+
+    TensorFlow uses oneDNN where it was built with it and `TF_ENABLE_ONEDNN_OPTS` (or, unset,
+    the CPU: AVX-512 VNNI / BF16, AVX-VNNI or AMX on Linux) allows it; else its own Eigen
+    kernels, whose `Conv2DBackpropInput` is the pathological one of DESIGN §7.
+    """
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return "onednn" if _pywrap_util_port.IsMklEnabled() else "eigen"
+    except (ImportError, AttributeError):  # private API moved: decide as TensorFlow does
+        setting = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower()
+        if setting in ("0", "false"):
+            return "eigen"
+        if setting in ("1", "true"):
+            return "onednn"
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as f:
+                flags = next((line for line in f if line.startswith("flags")), "").split()
+        except OSError:
+            return "eigen"
+        return "onednn" if set(flags) & set(_ONEDNN_DEFAULT_FLAGS) else "eigen"
+
+
+def rule_kernels(dtype, device="CPU"):
+    """The `CORR2D_RULES` family that applies to `dtype` on `device`, or None (TF kernels)."""
+    if device != "CPU" or dtype not in RULE_DTYPES:
+        return None
+    return RULE_DTYPES[dtype] or cpu_kernels()
+
+
+def _value(term, sizes):
+    value = 1
+    for factor in term.split("*"):
+        factor = factor.strip()
+        value *= int(factor) if factor.isdigit() else sizes[factor]
+    return value
+
+
+_COMPARE = {"<=": lambda a, b: a <= b, "<": lambda a, b: a < b, "==": lambda a, b: a == b,
+            ">": lambda a, b: a > b}
+
+
+def rule_holds(condition, sizes):
+    """Evaluates a `CORR2D_RULES` condition ("64*KL <= C and T > 1") for `sizes`."""
+    for clause in condition.split(" and "):
+        left, op, right = clause.split()
+        if not _COMPARE[op](_value(left, sizes), _value(right, sizes)):
+            return False
+    return True
+
+
+def choose_formulation(kernels, hw, out_hw, channels, window=(3, 3), strides=(1, 1)):
+    """The formulation `CORR2D_RULES` gives for a problem (None kernels: TF's)."""
+    sizes = {"HW": hw[0] * hw[1], "KL": out_hw[0] * out_hw[1], "C": channels,
+             "T": window[0] * window[1], "S": strides[0] * strides[1]}
+    chosen = {"forward": "conv", "input": "tf:conv", "kernel": "tf"}
+    decided = set()
+    for family, piece, formulation, condition in CORR2D_RULES:
+        if family == kernels and piece not in decided and rule_holds(condition, sizes):
+            chosen[piece] = formulation
+            decided.add(piece)
+    method, engine = chosen["input"].split(":")
+    return Formulation(chosen["forward"], method, engine, chosen["kernel"])
+
+
+def corr2d_formulation(frame, kernel, strides, pads, static=True):
+    """How the composite correlation of NHWC `frame` with `kernel` computes its pieces.
+
+    Spatial sizes unknown at trace time, devices and dtypes without measured rules, and
+    formulations forced by `force_formulation` are handled here; otherwise `CORR2D_RULES`.
+    """
+    if _forced_formulation:
+        return _forced_formulation[-1][0]
+    hw = tuple(frame.shape[1:3])
+    if not static or any(not isinstance(d, int) for d in hw + (frame.shape[3],)):
+        return TF_KERNELS
+    kernels = "eigen" if in_xla_context() and device_type(frame) == "CPU" else rule_kernels(
+        frame.dtype.name, device_type(frame))
+    if kernels is None:
+        return TF_KERNELS
+    window = tuple(kernel.shape[:2])
+    out_hw = tuple((size + p[0] + p[1] - m) // s + 1
+                   for size, m, s, p in zip(hw, window, strides, pads))
+    return choose_formulation(kernels, hw, out_hw, frame.shape[3], window, tuple(strides))

@@ -30,31 +30,28 @@ def _is_int(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _invalid(name, expected, value, exc=ValueError):
-    """The one message of every argument check: what was expected and what was received."""
-    return exc(f"Invalid value for argument `{name}`. Expected {expected}. "
-               f"Received: {name}={value!r}")
+def _invalid(name, expected, value):
+    """The one error of every argument check: a `ValueError` (as Keras raises for a bad layer
+    argument, a float size included) saying what was expected and what was received."""
+    return ValueError(f"Invalid value for argument `{name}`. Expected {expected}. "
+                      f"Received: {name}={value!r}")
 
 
 def normalize_int(value, name, minimum=1):
     """Returns `value` as a Python int >= `minimum` (filters, units, expansion, ...).
 
     The one integer check of the package: a non-integer (a float such as 2.5 or 2.0, a string,
-    None, a bool) is a `TypeError`, an integer below `minimum` a `ValueError`, both with the
-    same message.
+    None, a bool) and an integer below `minimum` are the same `ValueError`.
 
     >>> normalize_int(3, "filters")
     3
     >>> normalize_int(2.5, "filters")
     Traceback (most recent call last):
     ...
-    TypeError: Invalid value for argument `filters`. Expected an integer >= 1. Received: filters=2.5
+    ValueError: Invalid value for argument `filters`. Expected an integer >= 1. Received: filters=2.5
     """
-    expected = f"an integer >= {minimum}"
-    if not _is_int(value):
-        raise _invalid(name, expected, value, TypeError)
-    if value < minimum:
-        raise _invalid(name, expected, value)
+    if not _is_int(value) or value < minimum:
+        raise _invalid(name, f"an integer >= {minimum}", value)
     return int(value)
 
 
@@ -68,9 +65,8 @@ def normalize_tuple(value, name, n=2, allow_zero=False):
         allow_zero: whether 0 is a valid entry.
 
     Raises:
-        TypeError: an entry is not an integer (floats and strings included), as in
-            `normalize_int`.
-        ValueError: wrong length or an entry below the minimum.
+        ValueError: not an integer or a sequence of `n` integers (floats and strings
+            included), or an entry below the minimum.
     """
     expected = (
         f"an integer or a tuple of {n} integers, each "
@@ -78,13 +74,10 @@ def normalize_tuple(value, name, n=2, allow_zero=False):
     )
     if _is_int(value):
         values = (int(value),) * n
+    elif (isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != n
+          or not all(_is_int(v) for v in value)):
+        raise _invalid(name, expected, value)
     else:
-        if isinstance(value, (str, bytes)) or not hasattr(value, "__len__"):
-            raise _invalid(name, expected, value, TypeError)
-        if len(value) != n:
-            raise _invalid(name, expected, value)
-        if not all(_is_int(v) for v in value):
-            raise _invalid(name, expected, value, TypeError)
         values = tuple(int(v) for v in value)
     if any(v < (0 if allow_zero else 1) for v in values):
         raise _invalid(name, expected, value)
@@ -130,20 +123,15 @@ def validate_padding(padding, name="padding"):
         return value.lower()
     if _is_int(value):
         sides = ((value, value), (value, value))
-    elif isinstance(value, bytes) or not hasattr(value, "__len__"):
-        raise _invalid(name, _PADDING_EXPECTED, padding, TypeError)
-    elif len(value) != 2:
+    elif isinstance(value, bytes) or not hasattr(value, "__len__") or len(value) != 2:
         raise _invalid(name, _PADDING_EXPECTED, padding)
     elif all(_is_int(v) for v in value):
         sides = ((value[0], value[0]), (value[1], value[1]))
-    elif all(hasattr(v, "__len__") and not isinstance(v, (str, bytes)) for v in value):
-        if not all(len(v) == 2 for v in value):
-            raise _invalid(name, _PADDING_EXPECTED, padding)
-        if not all(_is_int(p) for v in value for p in v):
-            raise _invalid(name, _PADDING_EXPECTED, padding, TypeError)
+    elif all(hasattr(v, "__len__") and not isinstance(v, (str, bytes)) and len(v) == 2
+             and all(_is_int(p) for p in v) for v in value):
         sides = tuple(tuple(v) for v in value)
     else:
-        raise _invalid(name, _PADDING_EXPECTED, padding, TypeError)
+        raise _invalid(name, _PADDING_EXPECTED, padding)
     sides = tuple(tuple(int(p) for p in pair) for pair in sides)
     if any(p < 0 or p > MAX_PADDING for pair in sides for p in pair):
         raise _invalid(name, f"{_PADDING_EXPECTED}, each side between 0 and {MAX_PADDING}",

@@ -19,6 +19,11 @@ Environment: `KERAS_CNN_EXT_NATIVE_LIB` (explicit library path), `KERAS_CNN_EXT_
 (CPU kernels run the per-element functors shared with the CUDA kernels instead of im2col + GEMM;
 for testing). The library also refuses to load (one warning, composite fallback) on a CPU lacking
 the instruction-set level it was compiled for (recorded in `_kce_ops.json`).
+
+>>> os.path.basename(library_path()) if ENV_LIB not in os.environ else LIB_NAME
+'_kce_ops.so'
+>>> status() == f"loaded from {library_path()}" if available() else bool(status())
+True
 """
 
 import json
@@ -29,10 +34,8 @@ import warnings
 import tensorflow as tf
 
 from keras_cnn_ext.ops import geometry
-
-LIB_NAME = "_kce_ops.so"
-INFO_NAME = "_kce_ops.json"
-ENV_LIB = "KERAS_CNN_EXT_NATIVE_LIB"
+from keras_cnn_ext.ops.native_config import BUILD_ERROR_NAME, ENV_LIB, INFO_NAME, LIB_NAME
+from keras_cnn_ext.ops.native_config import missing_cpu_flags as _missing_cpu_flags
 
 _lock = threading.Lock()
 _state = {"tried": False, "module": None, "path": None, "error": None, "warned": False}
@@ -47,30 +50,18 @@ def library_path():
     return os.path.join(os.path.dirname(os.path.abspath(__file__)), LIB_NAME)
 
 
-def _build_info(path):
-    info_path = os.path.join(os.path.dirname(path), INFO_NAME)
-    if not os.path.exists(info_path):
+def _read_json(path):
+    if not os.path.exists(path):
         return None
     try:
-        with open(info_path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             return json.load(f)
     except (OSError, ValueError):
         return None
 
 
-def _missing_cpu_flags(required):
-    """The CPU flags the library needs that this machine lacks ([] when unknown)."""
-    if not required:
-        return []
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    have = set(line.split(":", 1)[1].split())
-                    return sorted(set(required) - have)
-    except OSError:
-        pass
-    return []
+def _build_info(path):
+    return _read_json(os.path.join(os.path.dirname(path), INFO_NAME))
 
 
 def _warn_once(message):
@@ -89,11 +80,22 @@ def _try_load():
     path = library_path()
     _state["path"] = path
     if not os.path.exists(path):
-        _state["error"] = (
-            f"library not built: {path} does not exist (run `pip install .` or "
-            "`python build_native.py --inplace`)"
-        )
-        if os.environ.get(ENV_LIB):
+        # An install that tried to build and failed left its reason here (build_native.py); say
+        # so once, since pip shows nothing of a build step that did not fail the install.
+        failed = _read_json(os.path.join(os.path.dirname(path), BUILD_ERROR_NAME))
+        if failed:
+            _state["error"] = (
+                f"the native build failed when the package was installed: "
+                f"{str(failed.get('error', '?')).splitlines()[0]} (build them with "
+                "`python build_native.py --inplace` in a source checkout, or reinstall with "
+                "`pip install --no-build-isolation .`)"
+            )
+        else:
+            _state["error"] = (
+                f"library not built: {path} does not exist (run `pip install .` or "
+                "`python build_native.py --inplace`)"
+            )
+        if failed or os.environ.get(ENV_LIB):
             _warn_once(_state["error"])
         return
     info = _build_info(path)

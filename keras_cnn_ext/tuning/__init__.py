@@ -13,5 +13,8 @@ True
 
 from keras_cnn_ext.tuning.base import GeometryHyperModel
 from keras_cnn_ext.tuning.hypermodels import HYPERMODELS, HyperLeNet, HyperResNet, HyperVGG
+from keras_cnn_ext.tuning.search import search
+from keras_cnn_ext.tuning.tuners import TUNERS, create_tuner
 
-__all__ = ["GeometryHyperModel", "HyperLeNet", "HyperVGG", "HyperResNet", "HYPERMODELS"]
+__all__ = ["GeometryHyperModel", "HyperLeNet", "HyperVGG", "HyperResNet", "HYPERMODELS",
+           "TUNERS", "create_tuner", "search"]

@@ -1,7 +1,7 @@
 // TensorFlow GPU kernels of keras_cnn_ext's custom ops: a thin wrapper that validates the inputs
-// exactly like the CPU kernels (kce_common.h), allocates the outputs and calls the plain-CUDA
-// launchers of kce_kernels_gpu.cu.cc on the op's stream. Compiled only when TensorFlow is built with
-// CUDA and nvcc is found (build_native.py), with -DGOOGLE_CUDA=1.
+// exactly like the CPU kernels (window_kernel.h), allocates the outputs and calls the plain-CUDA
+// launchers of corr2d_op_gpu.cu.cc / pool2d_op_gpu.cu.cc on the op's stream. Compiled only when
+// TensorFlow is built with CUDA and nvcc is found (build_native.py), with -DGOOGLE_CUDA=1.
 #if GOOGLE_CUDA
 
 #define EIGEN_USE_GPU
@@ -11,8 +11,8 @@
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/tensor.h"
 #include "unsupported/Eigen/CXX11/Tensor"
-#include "kce_common.h"
-#include "kce_gpu_launch.h"
+#include "kernels/gpu_launch.h"
+#include "kernels/window_kernel.h"
 
 namespace kce {
 namespace {
@@ -49,13 +49,8 @@ class GpuKernel : public WindowKernel<Kind, false> {
     Tensor* out = nullptr;
     OP_REQUIRES_OK(ctx, this->Prepare(ctx, &p, &ys, &out));
     if (out->NumElements() == 0) return;
-    // The tensor inputs in order, without the size vector (host memory, already read).
-    constexpr int kSizes = (Kind == kCorrBackpropInput || Kind == kMeanPoolGrad) ? 0
-                           : Kind == kCorrBackpropFilter                        ? 1
-                                                                                : -1;
-    const void* in[2] = {nullptr, nullptr};
-    for (int i = 0, k = 0; i < ctx->num_inputs(); ++i)
-      if (i != kSizes) in[k++] = ctx->input(i).flat<T>().data();
+    const T* in[2];
+    this->template TensorInputs<T>(ctx, in);
     OP_REQUIRES_OK(ctx, Check(Launcher::Run(Stream(ctx), Tag<T>::value, p, in[0], in[1],
                                             out->flat<T>().data())));
   }
@@ -89,14 +84,12 @@ template <typename T> using MeanPoolGradGpu = GpuKernel<T, kMeanPoolGrad, Launch
 }  // namespace
 }  // namespace kce
 
-#define KCE_REGISTER_GPU(T)                                                                   \
-  KCE_REGISTER_ALL(tensorflow::DEVICE_GPU, T, Corr2DGpu, Corr2DBackpropInputGpu,                  \
-                   Corr2DBackpropFilterGpu, MaxPoolGpu, MaxPoolGradGpu, MeanPoolGpu,              \
-                   MeanPoolGradGpu)
-
-KCE_REGISTER_GPU(Eigen::half);
-KCE_REGISTER_GPU(tensorflow::bfloat16);
-KCE_REGISTER_GPU(float);
-KCE_REGISTER_GPU(double);
+#define KCE_REGISTER_GPU(T)                                                                  \
+  KCE_REGISTER_CORR2D(tensorflow::DEVICE_GPU, T, Corr2DGpu, Corr2DBackpropInputGpu,            \
+                      Corr2DBackpropFilterGpu);                                                \
+  KCE_REGISTER_MAX_POOL2D(tensorflow::DEVICE_GPU, T, MaxPoolGpu, MaxPoolGradGpu);              \
+  KCE_REGISTER_MEAN_POOL2D(tensorflow::DEVICE_GPU, T, MeanPoolGpu, MeanPoolGradGpu);
+KCE_CALL_TYPES(KCE_REGISTER_GPU)
+#undef KCE_REGISTER_GPU
 
 #endif  // GOOGLE_CUDA

@@ -1,10 +1,11 @@
-// Host-side entry points of the CUDA kernels (kce_kernels_gpu.cu.cc). This header includes neither
-// CUDA nor TensorFlow headers: the TensorFlow wrapper (kce_kernels_gpu.cc) passes its stream and
-// buffers as opaque pointers, so the .cu.cc file stays plain CUDA and compiles in seconds.
-#ifndef KERAS_CNN_EXT_CUSTOM_OPS_KCE_GPU_LAUNCH_H_
-#define KERAS_CNN_EXT_CUSTOM_OPS_KCE_GPU_LAUNCH_H_
+// Host-side entry points of the CUDA kernels (corr2d_op_gpu.cu.cc, pool2d_op_gpu.cu.cc). This header
+// includes neither CUDA nor TensorFlow headers: the TensorFlow wrapper (window_kernels_gpu.cc)
+// passes its stream and buffers as opaque pointers, so the .cu.cc files stay plain CUDA.
+#ifndef KERAS_CNN_EXT_CUSTOM_OPS_KERNELS_GPU_LAUNCH_H_
+#define KERAS_CNN_EXT_CUSTOM_OPS_KERNELS_GPU_LAUNCH_H_
 
-#include "kce_functors.h"
+#include "kernels/corr2d_functors.h"
+#include "kernels/pool2d_functors.h"
 
 namespace kce {
 namespace gpu {
@@ -27,4 +28,4 @@ const char* ErrorString(int err);
 }  // namespace gpu
 }  // namespace kce
 
-#endif  // KERAS_CNN_EXT_CUSTOM_OPS_KCE_GPU_LAUNCH_H_
+#endif  // KERAS_CNN_EXT_CUSTOM_OPS_KERNELS_GPU_LAUNCH_H_
