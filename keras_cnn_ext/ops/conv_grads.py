@@ -5,8 +5,8 @@ cross-correlation of an NHWC input `x` with a kernel `w` (M, N, C, F), strides (
 explicit pads ((top, bottom), (left, right)) — in one of several ways that give the same numbers
 (up to float rounding). `ops/dispatch.py` picks one per shape; they exist because TensorFlow's
 CPU kernels for the gradients are, on some shapes and machines, far slower than the same
-arithmetic written another way (DESIGN §7: `Conv2DBackpropInput` in TensorFlow's own (Eigen)
-kernels takes 100x the forward time on 1x1 maps with 512 channels).
+arithmetic written another way (docs/toolchain.md: `Conv2DBackpropInput` in TensorFlow's own
+(Eigen) kernels takes 100x the forward time on 1x1 maps with 512 channels).
 
 Forward and correlation engines (`correlate`):
   * "conv" — `tf.nn.conv2d` (TF 'SAME' where it equals the pads, else pad + 'VALID');
@@ -38,6 +38,15 @@ correlation of a 1x1 map is its centre tap: a matmul); exact for zero padding.
 
 All functions need the spatial sizes known at trace time (the batch may be unknown); the
 dispatch falls back to "conv"/"tf" otherwise.
+
+>>> x = tf.reshape(tf.range(16.0, dtype=tf.float64), (1, 4, 4, 1))
+>>> w = tf.ones((2, 2, 1, 1), tf.float64)
+>>> correlate(x, w, engine="gemm")[0, :, :, 0].numpy()
+array([[10., 14., 18.],
+       [26., 30., 34.],
+       [42., 46., 50.]])
+>>> bool(tf.reduce_all(correlate(x, w, engine="gemm") == correlate(x, w, engine="conv")))
+True
 """
 
 import tensorflow as tf
