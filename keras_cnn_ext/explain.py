@@ -65,6 +65,14 @@ def _matrix(value, name):
     return m
 
 
+def _where(r, c, window):
+    """'rows 1-3, columns 2-4' (1-based, as in the book); a single row or column unranged."""
+    def span(word, start, size):
+        return f"{word} {start + 1}" if size == 1 else f"{word}s {start + 1}-{start + size}"
+
+    return f"{span('row', r, window[0])}, {span('column', c, window[1])}"
+
+
 def _size_lines(spatial, window, strides, pads, out, letters=("I", "M")):
     lines = []
     for axis, (size, m, s, (a, b), o) in enumerate(zip(spatial, window, strides, pads, out)):
@@ -128,8 +136,7 @@ def explain_corr2d(x, kernel, strides=1, padding=0, padding_mode="zeros",
                 raise AssertionError(f"explain: window ({k}, {l}) sums to {total}, the "
                                      f"reference gives {y[k, l]}")
             lines.append(f"y{k + 1}{l + 1} = {terms} = {_num(y[k, l])}    "
-                         f"(rows {r + 1}-{r + window[0]}, columns {c + 1}-{c + window[1]} "
-                         f"of X{'^' if padded.shape != x.shape else ''})")
+                         f"({_where(r, c, window)} of X{'^' if padded.shape != x.shape else ''})")
     lines += ["", "Y =", format_matrix(y)]
     return Explanation("\n".join(lines), y)
 
@@ -181,8 +188,8 @@ def explain_pool2d(x, pool_size=2, strides=None, padding=0, kind="max", padding_
             if not np.isclose(value, y[k, l]):
                 raise AssertionError(f"explain: window ({k}, {l}) gives {value}, the "
                                      f"reference gives {y[k, l]}")
-            lines.append(f"y{k + 1}{l + 1} = {step} = {_num(y[k, l])}    (rows {r + 1}-"
-                         f"{r + window[0]}, columns {c + 1}-{c + window[1]})")
+            lines.append(f"y{k + 1}{l + 1} = {step} = {_num(y[k, l])}    "
+                         f"({_where(r, c, window)})")
     lines += ["", "Y =", format_matrix(y)]
     return Explanation("\n".join(lines), y)
 

@@ -215,6 +215,30 @@ def test_nonstock_ops():
         "EagerPyFunc", "KerasCnnExt>MaxPool2D", "NoSuchOp"]
 
 
+def test_input_signature_and_probe_arguments(tmp_path):
+    model = _tiny_model()
+    signature = [tf.TensorSpec((1, 8, 8, 3), tf.float32)]
+    report = export.export_savedmodel(model, tmp_path / "fixed", input_signature=signature,
+                                      verify=False)
+    loaded = tf.saved_model.load(report["path"])
+    (spec,) = loaded.signatures["serving_default"].structured_input_signature[1].values()
+    assert tuple(spec.shape) == (1, 8, 8, 3)
+    x = np.random.default_rng(3).uniform(size=(1, 8, 8, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(loaded.serve(x)), np.asarray(model(x)), rtol=1e-5,
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="Expected 1 arrays .one per input.. Received: probe "
+                                         "with 2 arrays"):
+        export.export_savedmodel(model, tmp_path / "a", probe=[x, x])
+    dynamic = [tf.TensorSpec((None, None, None, 3), tf.float32)]
+    with pytest.raises(ValueError, match="unknown non-batch dimensions. Received: probe=None"):
+        export.export_savedmodel(model, tmp_path / "b", input_signature=dynamic)
+    with pytest.raises(TypeError, match="Received: portable='yes'"):
+        export.export_savedmodel(model, tmp_path / "c", portable="yes")
+    with pytest.raises(TypeError, match="Received: model of type int"):
+        export.export_savedmodel(3, tmp_path / "d")
+    assert sorted(os.listdir(tmp_path)) == ["fixed"]
+
+
 # ----------------------------------------------------------------------------- safety
 
 

@@ -24,8 +24,8 @@ def add_parser(subparsers):
     p = subparsers.add_parser(
         "explain", help="show a correlation or pooling step by step (book examples 24.2-24.7)",
         description="Print the step-by-step computation of a cross-correlation or pooling on a "
-                    "small matrix: the matrix, the padded input, each window's products and "
-                    "sum, the output size formula and the output.",
+                    "small\nmatrix: the matrix, the padded input, each window's products and "
+                    "sum, the output size\nformula and the output.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--example", choices=("24.2", "24.3", "24.4", "24.7"),
                    help="one of the book's worked examples (default 24.2 when no matrix or "

@@ -16,7 +16,7 @@ def add_parser(subparsers):
     p = subparsers.add_parser(
         "info", help="versions, native-op status, devices",
         description="Show versions, whether the compiled custom ops load (and why not), the "
-                    "devices TensorFlow sees, the data folder and the registered models.",
+                    "devices\nTensorFlow sees, the data folder and the registered models.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", action="store_true", help="print as JSON")
     p.set_defaults(func=run)

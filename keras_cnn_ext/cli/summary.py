@@ -1,6 +1,7 @@
 """`keras-cnn-ext summary MODEL`: the analysis table (shapes, params, MACs, receptive field)."""
 
 import argparse
+import textwrap
 
 from keras_cnn_ext.cli._args import check_model, input_shape, positive_int
 
@@ -22,7 +23,8 @@ def add_parser(subparsers):
     p = subparsers.add_parser(
         "summary", help="per-layer shapes, parameters, MACs and receptive fields",
         description="Print the analysis table of a registered model (or a saved .keras "
-                    "file).\nmodels: " + ", ".join(models.list_models()),
+                    "file).\nmodels: " + textwrap.fill(", ".join(models.list_models()), 80,
+                                                       subsequent_indent="  "),
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="a registered model name or a .keras file")
     p.add_argument("--input-shape", type=input_shape, metavar="H,W,C",

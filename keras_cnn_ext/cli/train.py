@@ -37,7 +37,7 @@ def add_parser(subparsers):
     p = subparsers.add_parser(
         "train", help="train a model with model.fit",
         description="Train a registered model on a data set with model.fit: Keras progress "
-                    "bars, TensorBoard logs, a checkpoint every epoch, kill-safe --resume.",
+                    "bars,\nTensorBoard logs, a checkpoint every epoch, kill-safe --resume.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="a registered model name, e.g. lenet5, "
                    "resnet20, vgg11 (keras-cnn-ext summary --help lists them)")

@@ -5,14 +5,14 @@ cross-correlation of an NHWC input `x` with a kernel `w` (M, N, C, F), strides (
 explicit pads ((top, bottom), (left, right)) — in one of several ways that give the same numbers
 (up to float rounding). `ops/dispatch.py` picks one per shape; they exist because TensorFlow's
 CPU kernels for the gradients are, on some shapes and machines, far slower than the same
-arithmetic written another way (DESIGN §7: `Conv2DBackpropInput` in TensorFlow's own (Eigen)
-kernels takes 100x the forward time on 1x1 maps with 512 channels).
+arithmetic written another way (docs/toolchain.md: `Conv2DBackpropInput` in TensorFlow's own
+(Eigen) kernels takes 100x the forward time on 1x1 maps with 512 channels).
 
 Forward and correlation engines (`correlate`):
   * "conv" — `tf.nn.conv2d` (TF 'SAME' where it equals the pads, else pad + 'VALID');
   * "gemm" — im2col: the patches of the padded input (one strided slice per kernel tap) times
-    the kernel reshaped to (M·N·C, F), one matmul. Cheap to unpack for small maps and few input channels; no
-    per-call convolution set-up.
+    the kernel reshaped to (M·N·C, F), one matmul: no per-call convolution set-up, cheap to
+    unpack for small maps.
 
 Input gradient (`input_grad`), the book's dX = correlation of the stride-dilated upstream
 gradient, zero-padded, with the 180°-rotated kernel whose two channel axes are swapped:

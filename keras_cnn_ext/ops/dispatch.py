@@ -237,7 +237,7 @@ def cpu_kernels():
 
     TensorFlow uses oneDNN where it was built with it and `TF_ENABLE_ONEDNN_OPTS` (or, unset,
     the CPU: AVX-512 VNNI / BF16, AVX-VNNI or AMX on Linux) allows it; else its own Eigen
-    kernels, whose `Conv2DBackpropInput` is the pathological one of DESIGN §7.
+    kernels, whose `Conv2DBackpropInput` is the pathological one of docs/toolchain.md.
     """
     try:
         from tensorflow.python.util import _pywrap_util_port

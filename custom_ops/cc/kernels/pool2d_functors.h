@@ -15,11 +15,12 @@
 namespace kce {
 
 // Whether a cell of value v, visited after the current winner of value b, takes the win: a NaN
-// winner keeps it; otherwise NaN or a strictly larger number wins. Branch-free, so the CPU loops
-// that call it per channel vectorize into compares and blends.
+// winner keeps it (b == b fails); otherwise NaN or a strictly larger number wins, which is exactly
+// "not v <= b" (IEEE: a comparison with NaN is false). Two compares and an and, branch-free, so the
+// CPU loops that call it per channel vectorize into compares and blends.
 template <typename A>
 KCE_HD bool MaxBeats(A v, A b) {
-  return b == b && (v > b || v != v);
+  return !(v <= b) && b == b;
 }
 
 struct PoolParams {
