@@ -8,7 +8,13 @@ import subprocess
 import sys
 import time
 
+import keras_cnn_ext
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Where the imported package lives: the checkout under `python -m pytest`, site-packages when
+# the installed package is tested (CI). Children must import that same copy: only the installed
+# one carries the compiled library.
+PACKAGE_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(keras_cnn_ext.__file__)))
 
 
 def free_ports(n):
@@ -26,9 +32,9 @@ def free_ports(n):
 
 
 def child_env(**extra):
-    """The environment of a child interpreter that imports this checkout of the package."""
+    """The environment of a child interpreter that imports the parent's copy of the package."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.pop("TF_CONFIG", None)
     for key, value in extra.items():
@@ -40,9 +46,14 @@ def child_env(**extra):
 
 
 def start(args, log_path, **env):
-    """Starts `python args...` with its output in `log_path`; returns the Popen."""
+    """Starts `python args...` with its output in `log_path`; returns the Popen.
+
+    The child runs in the log's folder, not the checkout: `python -m` puts the working directory
+    first on `sys.path`, which would shadow the installed package with the source tree.
+    """
     log = open(log_path, "wb")  # noqa: SIM115 - closed by `finish`
-    proc = subprocess.Popen([sys.executable, *args], cwd=REPO, env=child_env(**env),
+    proc = subprocess.Popen([sys.executable, *args], cwd=os.path.dirname(os.path.abspath(log_path)),
+                            env=child_env(**env),
                             stdout=log, stderr=subprocess.STDOUT)
     proc.log_file = log
     proc.log_path = log_path
