@@ -29,6 +29,11 @@ CHILD_TIMEOUT_S = 300
 requires_native = pytest.mark.skipif(not native.available(), reason=f"{native.status()}")
 
 
+# Children start in ROOT: `python -c` puts the working directory first on `sys.path`, and from
+# the checkout the source tree would shadow the installed package (and its compiled library).
+CHILD_CWD = ROOT
+
+
 def _child_env():
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
@@ -40,7 +45,7 @@ def _run_child(code, *args):
     """Runs `code` in a fresh interpreter (its own process group, killed on timeout)."""
     proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=_child_env(),
-                            start_new_session=True)
+                            cwd=CHILD_CWD, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=CHILD_TIMEOUT_S)
     except subprocess.TimeoutExpired:
@@ -306,7 +311,7 @@ def test_a_killed_export_leaves_no_partial_directory_and_is_cleaned_up(tmp_path,
     target = tmp_path / "out" / "1"
     proc = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, model_file, str(target)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env=_child_env(), start_new_session=True)
+                            env=_child_env(), cwd=CHILD_CWD, start_new_session=True)
     try:
         deadline = time.monotonic() + CHILD_TIMEOUT_S
         while not (target.parent.exists() and _siblings(target)):
