@@ -433,7 +433,7 @@ def test_export_and_serve_example_smoke(tmp_path, capsys):
     package; the served predictions equal the Keras model's."""
     import runpy
 
-    example = runpy.run_path(os.path.join(ROOT, "examples", "export_and_serve.py"))
+    example = runpy.run_path(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "export_and_serve.py"))
     out = tmp_path / "run"
     argv = ["--smoke", "--output", str(out), "--data-dir", str(tmp_path / "tfds")]
     assert example["main"](argv) == 0
