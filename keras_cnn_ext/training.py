@@ -29,9 +29,9 @@ import sys
 import time
 
 import keras
-import tensorflow as tf
 
 from keras_cnn_ext import checkpointing, distribute
+from keras_cnn_ext import training_inputs as inputs
 from keras_cnn_ext.training_config import (
     DEFAULT_LEARNING_RATES, RUN_FILES, check_output, resolve_config, validate_config,
 )
@@ -116,72 +116,6 @@ def build_and_compile(config, num_classes, steps_per_epoch):
     return compile_model(build_model(config, num_classes), config, steps_per_epoch)
 
 
-def _examples(config, split, model_shape, max_examples):
-    """The unbatched, preprocessed, cached examples of a split, resized to the model's input."""
-    from keras_cnn_ext import data
-
-    return data.load(config["dataset"], split=split, batch_size=None,
-                     image_size=model_shape[:2], channels=model_shape[2],
-                     data_dir=config["data_dir"], shuffle=False,
-                     download=bool(config.get("download")), max_examples=max_examples)
-
-
-def _count(ds):
-    n = int(ds.cardinality())
-    if n < 0:  # unknown (a filtered or mocked source): count once
-        n = int(ds.reduce(0, lambda c, _: c + 1))
-    return n
-
-
-def _augmenter(kind, shape, seed):
-    """A map function (index, (image, label)) -> (image, label) of the run's augmentation.
-
-    "crop": zero-pad by 1/8 of the size and crop back at a random offset (shifts up to
-    1/8 of the image, the CIFAR ResNets' augmentation); "crop_flip" adds horizontal flips.
-    The randomness is stateless, keyed by (seed, epoch, example): resumed runs repeat it.
-    """
-    if kind == "none":
-        return None
-    h, w, _ = shape
-    ph, pw = max(1, h // 8), max(1, w // 8)
-
-    def augment(epoch, index, image, label):
-        key = tf.stack([tf.cast(seed, tf.int64) * 1_000_003 + epoch, index])
-        padded = tf.pad(image, [[ph, ph], [pw, pw], [0, 0]])
-        image = tf.image.stateless_random_crop(padded, tf.shape(image), seed=key)
-        if kind == "crop_flip":
-            image = tf.image.stateless_random_flip_left_right(image, seed=key + 1)
-        return image, label
-
-    return augment
-
-
-def _epoch_batches(examples, n, batch_size, seed, first_epoch, epochs, augment=None):
-    """Batches of epochs first_epoch..epochs-1, each epoch shuffled with its own seed.
-
-    The seeds are Python integers, one shuffle per epoch, joined in a balanced tree of
-    `concatenate` (depth log2(epochs)); a seed tensor inside `flat_map` would trip
-    TensorFlow's seed check when the global seed is 0.
-    """
-    def one_epoch(epoch):
-        ds = examples.shuffle(n, seed=seed * 1_000_003 + epoch, reshuffle_each_iteration=False)
-        if augment is not None:
-            ds = ds.enumerate().map(
-                lambda i, xy: augment(tf.constant(epoch, tf.int64), i, *xy),
-                num_parallel_calls=tf.data.AUTOTUNE)
-        return ds.batch(batch_size)
-
-    parts = [one_epoch(epoch) for epoch in range(first_epoch, epochs)]
-    while len(parts) > 1:
-        parts = [a.concatenate(b) for a, b in zip(parts[::2], parts[1::2])] + (
-            [parts[-1]] if len(parts) % 2 else [])
-    return parts[0].prefetch(tf.data.AUTOTUNE)
-
-
-def _batched(ds, batch_size):
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-
 def _write_history(out, history, title=None):
     """history.json (after every epoch); the curves too when `title` is given (at the end:
     drawing takes about a second, more than an epoch of LeNet-5 on digits)."""
@@ -224,6 +158,35 @@ def _prepare_output(out, resume, overwrite):
     os.makedirs(out, exist_ok=True)
     checkpointing.remove_temporaries(out)
     checkpointing.remove_temporaries(os.path.join(out, "checkpoints"))
+
+
+def _run_metrics(config, history, net, shape, n_train, batch, place, out, test_split,
+                 test_loss, test_acc, resumed, wall_seconds):
+    """metrics.json of a finished run: the test result, the last epoch's numbers and the
+    run's settings."""
+    def last(key):
+        values = history.get(key) or [None]
+        return values[-1]
+
+    return {
+        "test_accuracy": float(test_acc), "test_loss": float(test_loss),
+        "test_split": test_split,
+        "val_accuracy": last("val_accuracy"), "val_loss": last("val_loss"),
+        "train_accuracy": last("accuracy"), "train_loss": last("loss"),
+        "epochs": len(history.get("epoch", [])),
+        "seconds": float(sum(s for s in history.get("seconds", []) if s)),
+        "wall_seconds": wall_seconds,
+        "model": config["model"], "dataset": config["dataset"], "seed": config["seed"],
+        "layers": config["layers"], "implementation": config["implementation"],
+        "batch_size": config["batch_size"], "optimizer": config["optimizer"],
+        "learning_rate": float(config["learning_rate"] or
+                               DEFAULT_LEARNING_RATES[config["optimizer"]]),
+        "schedule": config["schedule"],
+        "augment": config["augment"],
+        "params": int(net.count_params()), "input_shape": list(shape),
+        "train_examples": n_train, "resumed": bool(resumed), "output": out,
+        "global_batch_size": batch, **place.describe(),
+    }
 
 
 def train(model="lenet5", dataset="digits", epochs=None, batch_size=None, learning_rate=None,
@@ -287,9 +250,8 @@ def train(model="lenet5", dataset="digits", epochs=None, batch_size=None, learni
     """
     started = time.perf_counter()
     given = dict(model=model, dataset=dataset, epochs=epochs, batch_size=batch_size,
-                 learning_rate=learning_rate, optimizer=optimizer, schedule=schedule, augment=augment,
-                 seed=seed,
-                 implementation=implementation, layers=layers, data_dir=data_dir,
+                 learning_rate=learning_rate, optimizer=optimizer, schedule=schedule,
+                 augment=augment, seed=seed, implementation=implementation, layers=layers, data_dir=data_dir,
                  input_shape=input_shape, max_examples=max_examples, download=download,
                  strategy=strategy, cpu_replicas=cpu_replicas, sync_batch_norm=sync_batch_norm)
     for flag, value in (("resume", resume), ("overwrite", overwrite)):
@@ -342,12 +304,13 @@ def train(model="lenet5", dataset="digits", epochs=None, batch_size=None, learni
         place.prepare_model(net, config["sync_batch_norm"])
         shape = tuple(net.input_shape[1:])
         cap = config["max_examples"]
-        train_examples = _examples(config, train_split, shape, cap)
-        n_train = _count(train_examples)
+        train_examples = inputs.examples(config, train_split, shape, cap)
+        n_train = inputs.count(train_examples)
         steps = -(-n_train // batch)
         if state is None:
             compile_model(net, config, steps)
-        val = place.prepare_data(_batched(_examples(config, val_split, shape, cap), batch))
+        val = place.prepare_data(
+            inputs.batched(inputs.examples(config, val_split, shape, cap), batch))
         title = f"{config['model']} on {config['dataset']} ({config['layers']} layers)"
         saver = checkpointing.EpochCheckpoint(
             ckpt_dir, history, on_epoch_saved=lambda h: _write_history(out, h))
@@ -356,43 +319,24 @@ def train(model="lenet5", dataset="digits", epochs=None, batch_size=None, learni
             fit_callbacks.append(keras.callbacks.TensorBoard(
                 log_dir=os.path.join(out, "logs"), write_graph=False))
         if first_epoch < config["epochs"]:
-            net.fit(place.prepare_data(_epoch_batches(
+            augment_fn = inputs.augmenter(config["augment"], shape, config["seed"])
+            net.fit(place.prepare_data(inputs.epoch_batches(
                         train_examples, n_train, batch, config["seed"], first_epoch,
-                        config["epochs"], _augmenter(config["augment"], shape, config["seed"]))),
+                        config["epochs"], augment_fn)),
                     validation_data=val, epochs=config["epochs"], initial_epoch=first_epoch,
                     steps_per_epoch=steps, callbacks=fit_callbacks, verbose=verbose,
                     shuffle=False)  # shuffled per epoch above
         history = saver.history
-        test_ds = place.prepare_data(_batched(
-            _examples(config, test_split or val_split, shape, cap), batch))
+        test_ds = place.prepare_data(inputs.batched(
+            inputs.examples(config, test_split or val_split, shape, cap), batch))
         test_loss, test_acc = net.evaluate(test_ds, verbose=0)
     if place.is_chief:  # the other workers of a multi-worker run have their checkpoints
         checkpointing.atomic_save_model(net, os.path.join(out, "model.keras"))
     _write_history(out, history, title if place.is_chief else None)
 
-    def last(key):
-        values = history.get(key) or [None]
-        return values[-1]
-
-    metrics = {
-        "test_accuracy": float(test_acc), "test_loss": float(test_loss),
-        "test_split": test_split or val_split,
-        "val_accuracy": last("val_accuracy"), "val_loss": last("val_loss"),
-        "train_accuracy": last("accuracy"), "train_loss": last("loss"),
-        "epochs": len(history.get("epoch", [])),
-        "seconds": float(sum(s for s in history.get("seconds", []) if s)),
-        "wall_seconds": time.perf_counter() - started,
-        "model": config["model"], "dataset": config["dataset"], "seed": config["seed"],
-        "layers": config["layers"], "implementation": config["implementation"],
-        "batch_size": config["batch_size"], "optimizer": config["optimizer"],
-        "learning_rate": float(config["learning_rate"] or
-                               DEFAULT_LEARNING_RATES[config["optimizer"]]),
-        "schedule": config["schedule"],
-        "augment": config["augment"],
-        "params": int(net.count_params()), "input_shape": list(shape),
-        "train_examples": n_train, "resumed": bool(state is not None), "output": out,
-        "global_batch_size": batch, **place.describe(),
-    }
+    metrics = _run_metrics(config, history, net, shape, n_train, batch, place, out,
+                           test_split or val_split, test_loss, test_acc, resumed=state is not None,
+                           wall_seconds=time.perf_counter() - started)
     if not place.is_chief:
         return metrics
     checkpointing.atomic_write_json(os.path.join(out, "metrics.json"), metrics)
@@ -425,11 +369,11 @@ def evaluate(model, dataset="digits", split="test", batch_size=128, data_dir=Non
     name = data.resolve_name(dataset)
     shape = tuple(model.input_shape[1:])
     config = {"dataset": name, "data_dir": data_dir}
-    ds = _examples(config, split, shape, max_examples)
-    n = _count(ds)
+    ds = inputs.examples(config, split, shape, max_examples)
+    n = inputs.count(ds)
     if not model.compiled_loss and not getattr(model, "loss", None):
         model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
-    results = model.evaluate(_batched(ds, batch_size), verbose=0, return_dict=True)
+    results = model.evaluate(inputs.batched(ds, batch_size), verbose=0, return_dict=True)
     accuracy = results.get("accuracy", results.get("compile_metrics", None))
     return {"loss": float(results["loss"]), "accuracy": None if accuracy is None else
             float(accuracy), "examples": n, "model": path, "dataset": name, "split": split}

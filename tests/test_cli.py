@@ -2,15 +2,14 @@
 without --debug, and the commands' output."""
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
 from keras_cnn_ext.cli import main
+from proc_helper import child_env
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run(capsys, *argv):
@@ -138,12 +137,11 @@ def test_train_evaluate_and_the_refusal_to_overwrite(capsys, digits_data_dir, tm
 def test_runtime_failures_exit_1_with_the_hint_and_traceback_only_with_debug(tmp_path):
     """A missing tfds set is not a usage error: exit 1, the hint, no traceback; --debug shows
     it. (A real subprocess, bounded in time: what a user's shell sees.)"""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
-        TF_CPP_MIN_LOG_LEVEL="2")
+    env = child_env()
     argv = [sys.executable, "-m", "keras_cnn_ext", "train", "lenet5", "--dataset", "mnist",
             "--data-dir", str(tmp_path / "empty"), "--output", str(tmp_path / "run")]
-    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(argv, env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=180)
     assert done.returncode == 1
     assert "is not prepared in" in done.stderr and "--data-dir" in done.stderr
     assert "Traceback" not in done.stderr

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from keras_cnn_ext import training
+from proc_helper import child_env
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # tiny runs: 96 examples per split, 3 batches per epoch
 TINY = dict(max_examples=96, batch_size=32, tensorboard=False, verbose=0)
 
@@ -113,13 +113,11 @@ def test_sigkill_then_resume_loses_nothing(digits_data_dir, tmp_path):
     """A command-line run killed with SIGKILL mid-run, then `--resume`: the final history has
     every epoch exactly once, and equals an uninterrupted run's."""
     out = tmp_path / "run"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]),
-        TF_CPP_MIN_LOG_LEVEL="2")
+    env = child_env()
     command = [sys.executable, "-m", "keras_cnn_ext", "train", "lenet5", "--dataset", "digits",
                "--data-dir", digits_data_dir, "--epochs", "8", "--max-examples", "128",
                "--no-tensorboard", "--verbose", "2", "--output", str(out)]
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         reached = _wait_for_epochs(out / "checkpoints" / "state.json", 2, proc, timeout=240)
@@ -132,7 +130,7 @@ def test_sigkill_then_resume_loses_nothing(digits_data_dir, tmp_path):
             proc.wait(timeout=30)
     killed_at = _read(out / "checkpoints" / "state.json")["completed_epochs"]
     assert 2 <= killed_at < 8 and not (out / "metrics.json").exists()
-    done = subprocess.run(command + ["--resume"], env=env, capture_output=True, text=True,
+    done = subprocess.run(command + ["--resume"], env=env, cwd=tmp_path, capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"Resuming after epoch {killed_at}" in done.stdout

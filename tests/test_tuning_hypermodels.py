@@ -1,7 +1,6 @@
 """Hypermodels: names and defaults, pinned values, geometry checked before building, the
 fraction of random configurations that fit 16x16, 28x28 and 32x32 inputs."""
 
-import os
 import re
 import subprocess
 import sys
@@ -13,10 +12,10 @@ keras_tuner = pytest.importorskip("keras_tuner")
 
 from keras_cnn_ext import models  # noqa: E402
 from keras_cnn_ext.tuning import HyperLeNet, HyperResNet, HyperVGG  # noqa: E402
+from proc_helper import child_env  # noqa: E402
 
 FAMILIES = (HyperLeNet, HyperVGG, HyperResNet)
 SIZES = (16, 28, 32)
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(autouse=True)
@@ -32,11 +31,11 @@ def _hp(**pinned):
     return hp
 
 
-def test_importing_the_package_does_not_import_keras_tuner():
+def test_importing_the_package_does_not_import_keras_tuner(tmp_path):
     code = ("import sys, keras_cnn_ext as k; assert 'keras_tuner' not in sys.modules; "
             "k.tuning.HyperLeNet; assert 'keras_tuner' in sys.modules")
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+    subprocess.run([sys.executable, "-c", code], check=True, env=child_env(TF_CPP_MIN_LOG_LEVEL=3),
+                   cwd=tmp_path, timeout=120)
 
 
 @pytest.mark.parametrize("cls", FAMILIES)

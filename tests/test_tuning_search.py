@@ -16,8 +16,8 @@ keras_tuner = pytest.importorskip("keras_tuner")
 
 from keras_cnn_ext import cli  # noqa: E402
 from keras_cnn_ext.tuning import HyperLeNet, create_tuner, search  # noqa: E402
+from proc_helper import child_env  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -127,9 +127,8 @@ def _tune_command(directory, data_dir, *extra):
 def test_sigkill_then_resume_reruns_only_the_trial_in_flight(tmp_path, data_dir):
     out = tmp_path / "killed"
     project = str(out / "search")
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.Popen(_tune_command(out, data_dir), env=env, stdout=subprocess.DEVNULL,
+    env = child_env(TF_CPP_MIN_LOG_LEVEL=3)
+    proc = subprocess.Popen(_tune_command(out, data_dir), env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 240
@@ -153,7 +152,7 @@ def test_sigkill_then_resume_reruns_only_the_trial_in_flight(tmp_path, data_dir)
     assert len(done) >= 2 and len(in_flight) == 1, before
     stamps = {t: os.stat(os.path.join(project, t, "trial.json")).st_mtime_ns for t in done}
 
-    run = subprocess.run(_tune_command(out, data_dir, "--resume"), env=env,
+    run = subprocess.run(_tune_command(out, data_dir, "--resume"), env=env, cwd=tmp_path,
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     after = _trial_states(project)
