@@ -19,7 +19,7 @@ examples:
   # continue a search that was interrupted (or killed), or extend it to more trials
   keras-cnn-ext tune lenet5 --dataset digits --max-trials 20 --resume
 
-DIR (default output/tune/MODEL-DATASET) holds everything the search made: search.json (the
+DIR (default runs/tune/MODEL-DATASET) holds everything the search made: search.json (the
 settings), search/ (KerasTuner's state and checkpoints), trials.csv, scores.png (the score
 against every searched hyperparameter), best_model.keras, best_hyperparameters.json,
 results.json, and with --export best_savedmodel/. A non-empty DIR is refused unless --resume
@@ -56,7 +56,7 @@ def add_parser(subparsers):
     parser.add_argument("--layers", default="textbook",
                         help="textbook (this package's layers) or keras (default: textbook)")
     parser.add_argument("--directory", metavar="DIR", default=None,
-                        help="the output folder (default: output/tune/MODEL-DATASET)")
+                        help="the output folder (default: runs/tune/MODEL-DATASET)")
     parser.add_argument("--resume", action="store_true",
                         help="continue the search in DIR")
     parser.add_argument("--overwrite", action="store_true",
@@ -86,7 +86,7 @@ def _check_args(args, worker=False):
             raise UsageError(f"invalid value for {flag}: {value} (expected a positive integer)")
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite exclude each other")
-    directory = args.directory or os.path.join("output", "tune",
+    directory = args.directory or os.path.join("runs", "tune",
                                                f"{args.model.lower()}-{args.dataset}")
     if os.path.lexists(directory) and not os.path.isdir(directory):
         raise UsageError(f"invalid value for --directory: {directory!r} (a file of that "
