@@ -118,6 +118,20 @@ def test_missing_tfds_set_fails_at_once_with_a_hint(tmp_path, monkeypatch):
     assert probes == []
 
 
+def test_tfds_data_dir_set_after_import_is_where_digits_go(tmp_path, monkeypatch):
+    """$TFDS_DATA_DIR is read at each call (tfds itself reads it once, at import): the embedded
+    set is prepared and read there, and a missing set's message names that folder."""
+    folder = tmp_path / "from_env"
+    monkeypatch.setenv("TFDS_DATA_DIR", str(folder))
+    images, labels = next(iter(data.load("digits", split="test", batch_size=359)))
+    assert images.shape == (359, 8, 8, 1) and (folder / "kce_digits").is_dir()
+    _, same = next(iter(data.load("digits", split="test", batch_size=359,
+                                  data_dir=str(folder))))
+    assert np.array_equal(labels.numpy(), same.numpy())
+    with pytest.raises(data.DatasetNotAvailableError, match=str(folder)):
+        data.load("cifar10", split="train")
+
+
 def test_bad_arguments_name_the_argument(digits_data_dir):
     with pytest.raises(ValueError, match=r"argument `name`.*Received: name='no_such_set'"):
         data.load("no_such_set")

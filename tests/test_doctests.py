@@ -40,7 +40,9 @@ def test_the_walk_finds_the_core_modules():
 
 
 @pytest.mark.parametrize("module_name", MODULES)
-def test_docstring_examples(module_name):
+def test_docstring_examples(module_name, digits_data_dir, monkeypatch):
+    # the data examples read the session's prepared folder, never ~/tensorflow_datasets
+    monkeypatch.setenv("TFDS_DATA_DIR", digits_data_dir)
     module = importlib.import_module(module_name)
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS,
                              verbose=False, report=True)

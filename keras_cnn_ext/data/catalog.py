@@ -38,7 +38,7 @@ def info(name, data_dir=None):
     if name in pipeline.EMBEDDED:
         return _digits_info()
     tfds = pipeline._tfds()  # noqa: SLF001
-    builder = tfds.builder(name, data_dir=data_dir, try_gcs=False)
+    builder = tfds.builder(name, data_dir=pipeline.default_data_dir(data_dir), try_gcs=False)
     meta = builder.info
     keys = meta.supervised_keys
     if not keys or len(keys) != 2:

@@ -101,9 +101,10 @@ def _prepare_digits(tfds, data_dir):
     """Prepares the embedded set once per data folder (a few seconds, no network)."""
     from keras_cnn_ext.data import digits
 
+    data_dir = default_data_dir(data_dir)
     builder = digits.KceDigits(data_dir=data_dir)
     if not builder.is_prepared():
-        print(f"Preparing the embedded data set 'digits' in {default_data_dir(data_dir)} "
+        print(f"Preparing the embedded data set 'digits' in {data_dir} "
               "(once, no network needed)")
         tfds.disable_progress_bar()  # 1,797 tiny images: tfds's bars would be noise
         try:
@@ -122,6 +123,8 @@ def _prepare_digits(tfds, data_dir):
 def _tfds_load(name, split, data_dir, shuffle_files, seed, download):
     """tfds.load with GCS off; (dataset of (uint8 image, label), tfds info)."""
     tfds = _tfds()
+    # resolved here, not by tfds: tfds reads $TFDS_DATA_DIR once, when it is imported
+    data_dir = default_data_dir(data_dir)
     read_config = tfds.ReadConfig(shuffle_seed=seed)
     if name in EMBEDDED:
         _prepare_digits(tfds, data_dir)
