@@ -8,10 +8,8 @@ from keras_cnn_ext.layers.inception import InceptionModule
 from keras_cnn_ext.layers.residual import ResidualBlock
 
 
-@pytest.fixture(autouse=True)
-def _clear_session():
-    yield
-    keras.backend.clear_session()
+# every test ends with a fresh Keras session (conftest)
+pytestmark = pytest.mark.usefixtures("cleared_keras_session")
 
 
 @pytest.mark.parametrize("layers", ["textbook", "keras"])

@@ -18,10 +18,8 @@ FAMILIES = (HyperLeNet, HyperVGG, HyperResNet)
 SIZES = (16, 28, 32)
 
 
-@pytest.fixture(autouse=True)
-def _clear_session():
-    yield
-    keras.backend.clear_session()
+# every test ends with a fresh Keras session (conftest)
+pytestmark = pytest.mark.usefixtures("cleared_keras_session")
 
 
 def _hp(**pinned):

@@ -26,10 +26,8 @@ def data_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("tfds"))
 
 
-@pytest.fixture(autouse=True)
-def _clear_session():
-    yield
-    keras.backend.clear_session()
+# every test ends with a fresh Keras session (conftest)
+pytestmark = pytest.mark.usefixtures("cleared_keras_session")
 
 
 def test_create_tuner_never_builds_and_rejects_bad_names(tmp_path):
