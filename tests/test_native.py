@@ -524,3 +524,70 @@ def test_max_pool_nan_matches_reference_on_random_geometries(algo):
         np.testing.assert_array_equal(y, expected, err_msg=str(case))
         rdx = reference.max_pool2d_grad(x, g, window, strides, pads, padding_mode=pmode)
         np.testing.assert_allclose(dx, rdx, rtol=1e-12, atol=1e-12, err_msg=str(case))
+
+
+# The fast CPU pooling runs the channel axis in vector pieces of 16, 8 or 4 channels, the last
+# piece moved back to overlap its predecessor (e.g. 6 channels: [0, 4) and [2, 6)); the random
+# geometries above have at most 3 channels. These channel counts reach every piece width, the
+# overlapping last piece, and several pieces per window.
+PIECE_CHANNELS = [4, 5, 6, 7, 8, 9, 12, 16, 17, 20, 24, 33, 48]
+
+
+@requires_native
+@pytest.mark.parametrize("kind", ["max", "mean"])
+def test_pooling_matches_reference_across_channel_counts(algo, kind):
+    rng = np.random.default_rng(606 if kind == "max" else 607)
+    op = native.max_pool2d if kind == "max" else native.mean_pool2d
+    ref = reference.max_pool2d if kind == "max" else reference.mean_pool2d
+    ref_grad = reference.max_pool2d_grad if kind == "max" else reference.mean_pool2d_grad
+    for i in range(3 * len(PIECE_CHANNELS)):
+        c = PIECE_CHANNELS[i % len(PIECE_CHANNELS)]
+        n, h, w, _, window, strides, pads, pmode, _ = case = _pool_case(rng)
+        x = rng.standard_normal((n, h, w, c))
+        if kind == "max" and i % 3 == 0:  # ties, zeros (tie with padded cells), NaN
+            x = rng.integers(-1, 2, size=x.shape).astype(np.float64)
+            x[rng.random(x.shape) < 0.1] = NAN
+        g = rng.standard_normal(ref(x, window, strides, pads, padding_mode=pmode).shape)
+        xt = tf.constant(x)
+        with tf.GradientTape() as tape:
+            tape.watch(xt)
+            y = op(xt, window, strides, pads, pmode, "channels_last")
+        dx = tape.gradient(y, xt, output_gradients=tf.constant(g))
+        np.testing.assert_allclose(y, ref(x, window, strides, pads, padding_mode=pmode),
+                                   rtol=1e-12, atol=1e-12, err_msg=str((c, case)))
+        np.testing.assert_allclose(dx, ref_grad(x, g, window, strides, pads, padding_mode=pmode),
+                                   rtol=1e-12, atol=1e-12, err_msg=str((c, case)))
+
+
+@requires_native
+@pytest.mark.parametrize("dtype", [tf.float16, tf.bfloat16, tf.float32])
+@pytest.mark.parametrize("kind", ["max", "mean"])
+def test_fast_pooling_equals_direct_bitwise(kind, dtype, monkeypatch):
+    # Both algorithms rank (max) or sum (mean) a window's cells in the same order in the same
+    # accumulation type, so they agree bit for bit, NaN included, in every element type.
+    rng = np.random.default_rng(808)
+    op = native.max_pool2d if kind == "max" else native.mean_pool2d
+    for i in range(2 * len(PIECE_CHANNELS)):
+        c = PIECE_CHANNELS[i % len(PIECE_CHANNELS)]
+        n, h, w, _, window, strides, pads, pmode, _ = case = _pool_case(rng)
+        x = rng.integers(-2, 3, size=(n, h, w, c)) * 0.5  # ties, signed zeros
+        if i % 2:
+            x = x + rng.standard_normal(x.shape)
+        x[rng.random(x.shape) < 0.1] = -0.0
+        x[rng.random(x.shape) < 0.05] = NAN
+        xt = tf.constant(x, dtype)
+        out = []
+        for algo_env in (None, "direct"):
+            if algo_env:
+                monkeypatch.setenv(ALGO_ENV, algo_env)
+            else:
+                monkeypatch.delenv(ALGO_ENV, raising=False)
+            with tf.GradientTape() as tape:
+                tape.watch(xt)
+                y = op(xt, window, strides, pads, pmode, "channels_last")
+            g = tf.constant(rng.standard_normal(y.shape) if not out else out[0][2], dtype)
+            dx = tape.gradient(y, xt, output_gradients=g)
+            out.append((tf.bitcast(y, tf.int16 if dtype != tf.float32 else tf.int32).numpy(),
+                        tf.bitcast(dx, tf.int16 if dtype != tf.float32 else tf.int32).numpy(), g))
+        np.testing.assert_array_equal(out[0][0], out[1][0], err_msg=str((c, case)))
+        np.testing.assert_array_equal(out[0][1], out[1][1], err_msg=str((c, case)))

@@ -1,11 +1,12 @@
 // CPU kernels of KerasCnnExt>MaxPool2D and >MaxPool2DGrad. "Fast" algorithm (channels_last): a
-// fused pad+pool over one output row per task with the channel axis innermost, never materializing
-// the padded input; channels_first and KERAS_CNN_EXT_NATIVE_CPU_ALGO=direct run the per-element
-// functors of pool2d_functors.h (the CUDA kernels' code). Every path ranks cells with MaxBeats
-// (NaN above every number, the first of equal cells wins).
+// fused pad+pool window by window, never materializing the padded input, with the channel axis
+// innermost in pieces of compile-time width (WithPieceWidth in pool2d_cpu.h); channels_first and
+// KERAS_CNN_EXT_NATIVE_CPU_ALGO=direct run the per-element functors of pool2d_functors.h (the
+// CUDA kernels' code). Every path ranks a window's cells with MaxBeats (NaN above every number,
+// the first of equal cells in row-major order wins).
 #define EIGEN_USE_THREADS
 
-#include <vector>
+#include <limits>
 
 #include "kernels/pool2d_cpu.h"
 
@@ -14,80 +15,129 @@ namespace {
 
 using tensorflow::OpKernelContext;
 
-template <typename A> struct SameWidthInt { typedef int32_t type; };
-template <> struct SameWidthInt<double> { typedef int64_t type; };
-
-// Branch-free per-channel steps over one window cell (the __restrict pointers let the compiler use
-// compares and blends instead of unpredictable branches). kPadded: the cell is a padded zero
-// ("zeros" mode) and `src` is unused.
-template <bool kPadded, typename T, typename A>
-void MaxStep(const T* __restrict src, A* __restrict best, i64 C) {
-  for (i64 c = 0; c < C; ++c) {
-    const A v = kPadded ? A(0) : static_cast<A>(src[c]);
-    const A b = best[c];
-    best[c] = MaxBeats(v, b) ? v : b;
-  }
+// A cell, or a run of cells merged before, of value v and cell k, after the cells of the winner
+// so far (best, arg): it takes the win where it beats that winner. Two compares and two masked
+// moves on the piece's vectors.
+template <bool kArg, typename V, typename M>
+inline void MaxStep(V v, M k, V* best, M* arg) {
+  const M win = MaxBeats(v, *best);
+  *best = win ? v : *best;
+  if constexpr (kArg) *arg = win ? k : *arg;
 }
 
-// Like MaxStep, also recording the winning cell's window index k in `arg`; kFirst: the window's
-// first cell, which wins unconditionally.
-template <bool kPadded, bool kFirst, typename T, typename A, typename I>
-void ArgmaxStep(const T* __restrict src, A* __restrict best, I* __restrict arg, I k, i64 C) {
-  for (i64 c = 0; c < C; ++c) {
-    const A v = kPadded ? A(0) : static_cast<A>(src[c]);
-    const A b = best[c];
-    const I a = arg[c];
-    const bool win = kFirst || MaxBeats(v, b);
-    best[c] = win ? v : b;
-    arg[c] = win ? k : a;
-  }
-}
-
-// The winner (window-local index i * KW + j, row-major, padded cells included) of every channel of
-// window (n, oh, ow), channels_last.
-template <typename T, typename A, typename I>
-void WindowArgmax(const PoolParams& p, const T* xp, i64 n, i64 oh, i64 ow, A* best, I* arg) {
-  const i64 h0 = oh * p.sh - p.pt, w0 = ow * p.sw - p.pl, C = p.C;
-  bool first = true;
-  for (i64 i = 0; i < p.KH; ++i) {
-    const i64 h = h0 + i;
-    const bool hin = h >= 0 && h < p.H;
-    for (i64 j = 0; j < p.KW; ++j) {
-      const i64 w = w0 + j;
-      const I k = static_cast<I>(i * p.KW + j);
-      if (hin && w >= 0 && w < p.W) {
-        const T* src = xp + Offset(p.xl, n, h, w, 0);
-        first ? ArgmaxStep<false, true>(src, best, arg, k, C)
-              : ArgmaxStep<false, false>(src, best, arg, k, C);
-      } else if (p.mode == kZeros) {
-        first ? ArgmaxStep<true, true>(xp, best, arg, k, C)
-              : ArgmaxStep<true, false>(xp, best, arg, k, C);
+// The winner of window `wc` for the K channels of a piece; xn: the window's image at the piece's
+// first channel; cells k = i * KW + j in row-major order, padded ones counted. "The first of the
+// best" is associative, so any grouping that keeps the cells in order finds the same winner: a
+// window inside the input folds each of its rows on its own and merges the rows in order,
+// KW - 1 + KH - 1 dependent steps instead of KH * KW - 1, whose latency bound the loop. Windows
+// that reach into the padding go cell by cell from (-inf, first cell): -inf loses to every cell
+// but a -inf, which leaves that state as it found it.
+template <int K, bool kArg, typename T, typename V = typename Piece<K, T>::V,
+          typename M = typename Piece<K, T>::M>
+inline void FoldWindow(const PoolParams& p, const T* xn, const WindowCells& wc, V* best, M* arg) {
+  typedef Piece<K, T> Q;
+  typedef typename Q::I I;
+  if (wc.r1 - wc.r0 == p.KH && wc.q1 - wc.q0 == p.KW) {
+    for (i64 i = 0; i < p.KH; ++i) {
+      const T* row = xn + ((wc.h0 + i) * p.W + wc.w0) * p.C;
+      const I k0 = static_cast<I>(i * p.KW);
+      V b = Q::Load(row);
+      M a = M{} + k0;
+      for (i64 j = 1; j < p.KW; ++j)
+        MaxStep<kArg>(Q::Load(row + j * p.C), M{} + static_cast<I>(k0 + j), &b, &a);
+      if (i == 0) {
+        *best = b, *arg = a;
       } else {
-        continue;
+        MaxStep<kArg>(b, a, best, arg);
       }
-      first = false;
+    }
+    return;
+  }
+  const bool zeros = p.mode == kZeros;  // padded cells take part; "ignore": they are skipped
+  *best = V{} - std::numeric_limits<typename Q::A>::infinity();
+  *arg = M{} + static_cast<I>(zeros ? 0 : (wc.r0 - wc.h0) * p.KW + (wc.q0 - wc.w0));
+  for (i64 i = 0; i < p.KH; ++i)
+    for (i64 j = 0; j < p.KW; ++j) {
+      const i64 h = wc.h0 + i, w = wc.w0 + j;
+      const M k = M{} + static_cast<I>(i * p.KW + j);
+      if (h >= wc.r0 && h < wc.r1 && w >= wc.q0 && w < wc.q1)
+        MaxStep<kArg>(Q::Load(xn + (h * p.W + w) * p.C), k, best, arg);
+      else if (zeros)
+        MaxStep<kArg>(V{}, k, best, arg);
+    }
+}
+
+// Output rows [b, e) of the flattened (n, oh) range.
+template <int K, typename T>
+void ForwardRows(const PoolParams& p, const T* xp, T* yp, i64 b, i64 e) {
+  typename Piece<K, T>::V best;
+  typename Piece<K, T>::M arg;
+  for (i64 u = b; u < e; ++u) {
+    const T* xn = xp + (u / p.OH) * p.xl.sN;
+    T* y = yp + u * p.OW * p.C;
+    for (i64 ow = 0; ow < p.OW; ++ow) {
+      const WindowCells wc(p, u % p.OH, ow);
+      ForPieces<K>(p.C, [&](i64 c0, i64) {
+        FoldWindow<K, false>(p, xn + c0, wc, &best, &arg);
+        Piece<K, T>::Store(best, y + ow * p.C + c0);
+      });
     }
   }
+}
+
+// The gradient of output rows [b, e) of one image (xn: its x, g: its dy): each window's dy goes to
+// its winning cell of dn (the image's dx, element type D), the window's other cells get 0. kAdd:
+// added to dn (overlapping windows; adding 0 changes no sum), else stored (disjoint windows write
+// each cell once). Selecting per cell, not scattering per channel, keeps the work in vectors. Up
+// to kGroup pieces are folded before any is written, so that their loads overlap (at 64 channels
+// and more the input comes from memory).
+template <int K, bool kAdd, typename T, typename D>
+void GradRows(const PoolParams& p, const T* xn, const T* g, D* dn, i64 b, i64 e) {
+  typedef Piece<K, T> Q;
+  typedef typename Q::M M;
+  constexpr int kGroup = 4;
+  typename Q::V best, dy[kGroup];
+  M winner[kGroup], lane;
+  for (int c = 0; c < Q::P; ++c) lane[c] = c;
+  for (i64 oh = b; oh < e; ++oh)
+    for (i64 ow = 0; ow < p.OW; ++ow) {
+      const WindowCells wc(p, oh, ow);
+      const T* gw = g + (oh * p.OW + ow) * p.C;
+      ForPieceGroups<K, kGroup>(p.C, [&](int n, const i64* c0, const i64* s) {
+        for (int q = 0; q < n; ++q) {
+          FoldWindow<K, true>(p, xn + c0[q], wc, &best, &winner[q]);
+          dy[q] = Q::Load(gw + c0[q]);
+          // The channels this piece repeats were added by the previous one: no cell wins there.
+          const M skip = lane < M{} + static_cast<typename Q::I>(s[q] - c0[q]);
+          if (kAdd && s[q] > c0[q]) winner[q] = skip ? M{} - 1 : winner[q];
+        }
+        auto write = [&](int q, i64 h, i64 w) {  // piece q of cell (h, w)
+          const auto k = static_cast<typename Q::I>((h - wc.h0) * p.KW + (w - wc.w0));
+          D* d = dn + (h * p.W + w) * p.C + c0[q];
+          if constexpr (std::is_same<D, typename Q::A>::value) {  // float, double
+            const typename Q::V v = winner[q] == k ? dy[q] : typename Q::V{};
+            Q::Store(kAdd ? Q::Load(d) + v : v, d);
+          } else {  // half, bfloat16: dy copied without a conversion
+            for (int c = 0; c < K; ++c) d[c] = winner[q][c] == k ? gw[c0[q] + c] : D(0);
+          }
+        };
+        // Cell by cell, a cell's pieces together; piece by piece where pieces overlap and add, so
+        // that no load of dn waits for the previous piece's store to an overlapping place.
+        const bool by_piece = kAdd && p.C % K != 0;
+        for (int q0 = 0; q0 < (by_piece ? n : 1); ++q0)
+          for (i64 h = wc.r0; h < wc.r1; ++h)
+            for (i64 w = wc.q0; w < wc.q1; ++w)
+              for (int q = by_piece ? q0 : 0; q < (by_piece ? q0 + 1 : n); ++q) write(q, h, w);
+      });
+    }
 }
 
 struct MaxPoolForwardFast : ChannelsLastFast {  // (x) -> y
   template <typename T>
   static void Run(OpKernelContext* ctx, const PoolParams& p, const T* xp, const T*, T* yp) {
-    typedef AccT<T> A;
-    const i64 C = p.C;
-    ParFor(ctx, p.N * p.OH, p.OW * p.KH * p.KW * C, [&](i64 b, i64 e) {
-      std::vector<A> best(C);
-      ForEachWindow<A>(p, b, e, [&](i64 n, i64 oh, i64 ow, i64 r0, i64 r1, i64 c0, i64 c1, A) {
-        const T* first = xp + Offset(p.xl, n, r0, c0, 0);
-        for (i64 c = 0; c < C; ++c) best[c] = static_cast<A>(first[c]);
-        for (i64 h = r0; h < r1; ++h)
-          for (i64 w = c0; w < c1; ++w)
-            MaxStep<false>(xp + Offset(p.xl, n, h, w, 0), best.data(), C);
-        // The value does not depend on the order, so the padded zeros can come last.
-        if (p.mode == kZeros && (r1 - r0) * (c1 - c0) < p.KH * p.KW)
-          MaxStep<true>(xp, best.data(), C);
-        T* dst = yp + Offset(p.yl, n, oh, ow, 0);
-        for (i64 c = 0; c < C; ++c) dst[c] = static_cast<T>(best[c]);
+    ParFor(ctx, p.N * p.OH, p.OW * p.KH * p.KW * p.C, [&](i64 b, i64 e) {
+      WithPieceWidth<AccT<T>>(p.C, [&](auto k) {
+        ForwardRows<decltype(k)::value>(p, xp, yp, b, e);
       });
     });
   }
@@ -95,75 +145,35 @@ struct MaxPoolForwardFast : ChannelsLastFast {  // (x) -> y
 
 // The two fast gradient algorithms (PoolGradFast in pool2d_cpu.h); in0 = x, in1 = dy.
 struct MaxPoolGradImpl {
+  // Non-overlapping windows: each window writes its own cells of dx; whole output rows per task.
   template <typename T>
-  static void WriteDisjoint(OpKernelContext* ctx, const PoolParams& p, const T* xp, const T* dyp,
-                            T* dxp);
+  static void WriteDisjoint(OpKernelContext* ctx, const PoolParams& p, const T* xp,
+                            const T* dyp, T* dxp) {
+    ParFor(ctx, p.N * p.OH, p.OW * p.KH * p.KW * p.C * 2, [&](i64 b, i64 e) {
+      WithPieceWidth<AccT<T>>(p.C, [&](auto k) {
+        for (i64 u = b; u < e;) {  // the rows of one image at a time
+          const i64 n = u / p.OH, end = std::min(e, (n + 1) * p.OH), img = n * p.xl.sN;
+          GradRows<decltype(k)::value, false>(p, xp + img, dyp + n * p.OH * p.OW * p.C,
+                                              dxp + img, u % p.OH, u % p.OH + end - u);
+          u = end;
+        }
+      });
+    });
+  }
+
+  // Overlapping windows: the windows' dy summed per image (ScatterImages).
   template <typename T>
   static void ScatterOverlapping(OpKernelContext* ctx, const PoolParams& p, const T* xp,
-                                 const T* dyp, T* dxp);
+                                 const T* dyp, T* dxp) {
+    const i64 cost = p.OH * p.OW * p.KH * p.KW * p.C * 2;
+    ScatterImages(ctx, p, cost, dxp, [&](i64 n, AccT<T>* acc) {
+      WithPieceWidth<AccT<T>>(p.C, [&](auto k) {
+        GradRows<decltype(k)::value, true>(p, xp + n * p.xl.sN, dyp + n * p.OH * p.OW * p.C,
+                                           acc, 0, p.OH);
+      });
+    });
+  }
 };
-
-// Non-overlapping windows: each window writes its own cells of dx (the winner gets dy, the others
-// 0); one output row per task.
-template <typename T>
-void MaxPoolGradImpl::WriteDisjoint(OpKernelContext* ctx, const PoolParams& p, const T* xp,
-                                    const T* dyp, T* dxp) {
-  typedef AccT<T> A;
-  typedef typename SameWidthInt<A>::type I;
-  const i64 C = p.C;
-  ParFor(ctx, p.N * p.OH, p.OW * p.KH * p.KW * C * 2, [&](i64 b, i64 e) {
-    std::vector<A> best(C);
-    std::vector<I> arg(C);
-    for (i64 u = b; u < e; ++u) {
-      const i64 n = u / p.OH, oh = u % p.OH;
-      for (i64 ow = 0; ow < p.OW; ++ow) {
-        WindowArgmax<T, A, I>(p, xp, n, oh, ow, best.data(), arg.data());
-        const T* __restrict g = dyp + Offset(p.yl, n, oh, ow, 0);
-        const i64 h0 = oh * p.sh - p.pt, w0 = ow * p.sw - p.pl;
-        for (i64 i = 0; i < p.KH; ++i) {
-          const i64 h = h0 + i;
-          if (h < 0 || h >= p.H) continue;
-          for (i64 j = 0; j < p.KW; ++j) {
-            const i64 w = w0 + j;
-            if (w < 0 || w >= p.W) continue;
-            const I k = static_cast<I>(i * p.KW + j);
-            T* __restrict d = dxp + Offset(p.xl, n, h, w, 0);
-            for (i64 c = 0; c < C; ++c) d[c] = arg[c] == k ? g[c] : T(0);
-          }
-        }
-      }
-    }
-  });
-}
-
-// Overlapping windows: one image per task, scatter-add in the accumulation type.
-template <typename T>
-void MaxPoolGradImpl::ScatterOverlapping(OpKernelContext* ctx, const PoolParams& p, const T* xp,
-                                         const T* dyp, T* dxp) {
-  typedef AccT<T> A;
-  typedef typename SameWidthInt<A>::type I;
-  const i64 C = p.C;
-  ParFor(ctx, p.N, p.OH * p.OW * p.KH * p.KW * C * 2, [&](i64 b, i64 e) {
-    std::vector<A> best(C), acc(p.H * p.W * C);
-    std::vector<I> arg(C);
-    for (i64 n = b; n < e; ++n) {
-      std::fill(acc.begin(), acc.end(), A(0));
-      for (i64 oh = 0; oh < p.OH; ++oh)
-        for (i64 ow = 0; ow < p.OW; ++ow) {
-          WindowArgmax<T, A, I>(p, xp, n, oh, ow, best.data(), arg.data());
-          const T* g = dyp + Offset(p.yl, n, oh, ow, 0);
-          const i64 h0 = oh * p.sh - p.pt, w0 = ow * p.sw - p.pl;
-          for (i64 c = 0; c < C; ++c) {
-            const i64 h = h0 + arg[c] / p.KW, w = w0 + arg[c] % p.KW;
-            if (h >= 0 && h < p.H && w >= 0 && w < p.W)  // a padded winner passes nothing
-              acc[(h * p.W + w) * C + c] += static_cast<A>(g[c]);
-          }
-        }
-      T* out = dxp + n * p.xl.sN;
-      for (i64 i = 0; i < p.H * p.W * C; ++i) out[i] = static_cast<T>(acc[i]);
-    }
-  });
-}
 
 typedef PoolGradFast<MaxPoolGradImpl> MaxPoolGradFast;
 

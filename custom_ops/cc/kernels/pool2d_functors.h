@@ -19,7 +19,7 @@ namespace kce {
 // "not v <= b" (IEEE: a comparison with NaN is false). Two compares and an and, branch-free, so the
 // CPU loops that call it per channel vectorize into compares and blends.
 template <typename A>
-KCE_HD bool MaxBeats(A v, A b) {
+KCE_HD auto MaxBeats(A v, A b) -> decltype(!(v <= b) && b == b) {  // bool; a mask for GCC vectors
   return !(v <= b) && b == b;
 }
 
