@@ -33,6 +33,9 @@ POOL_CASES = [
     # (input NHWC, kind, window, stride)
     ((16, 112, 112, 64), "max", 2, 2),
     ((16, 112, 112, 64), "mean", 2, 2),
+    ((128, 28, 28, 6), "max", 2, 2),  # LeNet-5's pools: few channels
+    ((128, 10, 10, 16), "max", 2, 2),
+    ((128, 28, 28, 6), "mean", 2, 2),
 ]
 
 

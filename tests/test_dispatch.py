@@ -24,9 +24,13 @@ def test_auto_picks_native_where_the_rule_says_so(monkeypatch):
     monkeypatch.delenv(dispatch.ENV_VAR, raising=False)
     x32 = tf.zeros((1, 4, 4, 64), tf.float32)
     assert dispatch.resolve("auto", "max_pool2d", x32, channels=64) == "native"
-    # few channels: TensorFlow's max pooling kernel is faster
-    assert dispatch.resolve("auto", "max_pool2d", x32, channels=6) == "composite"
+    # from one channel on (LeNet-5's 6 too): the compiled max pool won down to 1 channel
+    assert dispatch.resolve("auto", "max_pool2d", x32, channels=6) == "native"
+    assert dispatch.resolve("auto", "max_pool2d", x32, channels=1) == "native"
+    # unknown channels, float16 (TensorFlow's kernel is faster there): composite
     assert dispatch.resolve("auto", "max_pool2d", x32, channels=None) == "composite"
+    x16 = tf.zeros((1, 4, 4, 6), tf.float16)
+    assert dispatch.resolve("auto", "max_pool2d", x16, channels=6) == "composite"
     assert dispatch.resolve("auto", "mean_pool2d", x32, channels=6) == "native"
     assert dispatch.resolve("auto", "corr2d", x32, channels=64) == "composite"
     x64 = tf.zeros((1, 4, 4, 1), tf.float64)

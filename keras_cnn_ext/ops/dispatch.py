@@ -29,13 +29,17 @@ ENV_VAR = "KERAS_CNN_EXT_IMPLEMENTATION"
 
 # (op, device type, dtype) -> the fewest channels from which the native op won the benchmarks
 # on the project's CPUs (`benchmarks/bench_native.py`, README): pooling is a fused pad + pool
-# without a padded copy (0.4-0.8x TensorFlow's time), except max pooling over few channels,
-# where TensorFlow's kernel wins (2.6x faster at 6 channels, even at 16); the correlation's
-# im2col + GEMM beats TensorFlow only in float64 and float16 (TF's float32 oneDNN convolution
-# is 1.4-1.9x faster). The GPU kernels are not benchmarked yet: composite there.
+# without a padded copy, the channel axis in vector pieces of 4, 8 or 16. Max pooling, native /
+# stock `tf.nn.max_pool2d` (forward + the oneDNN gradient paired with it), float32, 2x2 stride 2:
+# 0.44-0.58 at 1-3 channels, 0.67-0.83 at 6 (LeNet-5's first pool; 2.5x before the pieces),
+# 0.57-0.90 at 16, 0.63-0.80 at 32-64; overlapping 3x3 stride 2 windows 0.81-1.07; the forward
+# pass alone 0.71-1.05; float64 0.19-0.33; float16 still 1.4-2.6x composite (kept composite).
+# Mean pooling 0.4-0.7x. The correlation's im2col + GEMM beats TensorFlow only in float64 and
+# float16 (TF's float32 oneDNN convolution is 1.4-1.9x faster). The GPU kernels are not
+# benchmarked yet: composite there.
 NATIVE_PREFERRED = {
-    ("max_pool2d", "CPU", "float32"): 32,
-    ("max_pool2d", "CPU", "float64"): 32,
+    ("max_pool2d", "CPU", "float32"): 1,
+    ("max_pool2d", "CPU", "float64"): 1,
     ("mean_pool2d", "CPU", "float16"): 1,
     ("mean_pool2d", "CPU", "float32"): 1,
     ("mean_pool2d", "CPU", "float64"): 1,
