@@ -182,30 +182,36 @@ def test_corr2d_matches_reference_on_random_geometries(algo):
         np.testing.assert_allclose(dk, rdk, rtol=1e-10, atol=1e-10, err_msg=str(case))
 
 
+def _check_pool_against_reference(kind, x, g_rng, window, strides, pads, pmode, fmt, case):
+    """The native pool of NHWC `x` (run in layout `fmt`) and its gradient for a random upstream
+    equal the NumPy reference."""
+    op = native.max_pool2d if kind == "max" else native.mean_pool2d
+    ref = reference.max_pool2d if kind == "max" else reference.mean_pool2d
+    ref_grad = reference.max_pool2d_grad if kind == "max" else reference.mean_pool2d_grad
+    xt = tf.constant(_to_format(x, fmt))
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        y = op(xt, window, strides, pads, pmode, fmt)
+    expected = ref(x, window, strides, pads, padding_mode=pmode)
+    np.testing.assert_allclose(_from_format(y, fmt), expected, rtol=1e-12, atol=1e-12,
+                               err_msg=str(case))
+    g = g_rng.standard_normal(expected.shape)
+    dx = tape.gradient(y, xt, output_gradients=tf.constant(_to_format(g, fmt)))
+    rdx = ref_grad(x, g, window, strides, pads, padding_mode=pmode)
+    np.testing.assert_allclose(_from_format(dx, fmt), rdx, rtol=1e-12, atol=1e-12,
+                               err_msg=str(case))
+
+
 @requires_native
 @pytest.mark.parametrize("kind", ["max", "mean"])
 def test_pooling_matches_reference_on_random_geometries(algo, kind):
     rng = np.random.default_rng(99 if kind == "max" else 7)
-    op = native.max_pool2d if kind == "max" else native.mean_pool2d
-    ref = reference.max_pool2d if kind == "max" else reference.mean_pool2d
-    ref_grad = reference.max_pool2d_grad if kind == "max" else reference.mean_pool2d_grad
     for i in range(220):
         n, h, w, c, window, strides, pads, pmode, fmt = case = _pool_case(rng)
         x = rng.standard_normal((n, h, w, c))
         if i % 4 == 0:  # ties: few distinct values (and zeros, which tie with padded cells)
             x = rng.integers(-1, 2, size=x.shape).astype(np.float64)
-        xt = tf.constant(_to_format(x, fmt))
-        with tf.GradientTape() as tape:
-            tape.watch(xt)
-            y = op(xt, window, strides, pads, pmode, fmt)
-        expected = ref(x, window, strides, pads, padding_mode=pmode)
-        np.testing.assert_allclose(_from_format(y, fmt), expected, rtol=1e-12, atol=1e-12,
-                                   err_msg=str(case))
-        g = rng.standard_normal(expected.shape)
-        dx = tape.gradient(y, xt, output_gradients=tf.constant(_to_format(g, fmt)))
-        rdx = ref_grad(x, g, window, strides, pads, padding_mode=pmode)
-        np.testing.assert_allclose(_from_format(dx, fmt), rdx, rtol=1e-12, atol=1e-12,
-                                   err_msg=str(case))
+        _check_pool_against_reference(kind, x, rng, window, strides, pads, pmode, fmt, case)
 
 
 @requires_native
@@ -537,9 +543,6 @@ PIECE_CHANNELS = [4, 5, 6, 7, 8, 9, 12, 16, 17, 20, 24, 33, 48]
 @pytest.mark.parametrize("kind", ["max", "mean"])
 def test_pooling_matches_reference_across_channel_counts(algo, kind):
     rng = np.random.default_rng(606 if kind == "max" else 607)
-    op = native.max_pool2d if kind == "max" else native.mean_pool2d
-    ref = reference.max_pool2d if kind == "max" else reference.mean_pool2d
-    ref_grad = reference.max_pool2d_grad if kind == "max" else reference.mean_pool2d_grad
     for i in range(3 * len(PIECE_CHANNELS)):
         c = PIECE_CHANNELS[i % len(PIECE_CHANNELS)]
         n, h, w, _, window, strides, pads, pmode, _ = case = _pool_case(rng)
@@ -547,16 +550,8 @@ def test_pooling_matches_reference_across_channel_counts(algo, kind):
         if kind == "max" and i % 3 == 0:  # ties, zeros (tie with padded cells), NaN
             x = rng.integers(-1, 2, size=x.shape).astype(np.float64)
             x[rng.random(x.shape) < 0.1] = NAN
-        g = rng.standard_normal(ref(x, window, strides, pads, padding_mode=pmode).shape)
-        xt = tf.constant(x)
-        with tf.GradientTape() as tape:
-            tape.watch(xt)
-            y = op(xt, window, strides, pads, pmode, "channels_last")
-        dx = tape.gradient(y, xt, output_gradients=tf.constant(g))
-        np.testing.assert_allclose(y, ref(x, window, strides, pads, padding_mode=pmode),
-                                   rtol=1e-12, atol=1e-12, err_msg=str((c, case)))
-        np.testing.assert_allclose(dx, ref_grad(x, g, window, strides, pads, padding_mode=pmode),
-                                   rtol=1e-12, atol=1e-12, err_msg=str((c, case)))
+        _check_pool_against_reference(kind, x, rng, window, strides, pads, pmode,
+                                      "channels_last", (c, case))
 
 
 @requires_native
