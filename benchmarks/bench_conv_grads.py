@@ -100,7 +100,7 @@ def _chosen(x, w, strides, pads):
 def run(args):
     import tensorflow as tf
 
-    from common import markdown_table, time_alternating
+    from common import markdown_table, time_alternating, write_docs_table
     from keras_cnn_ext.ops import dispatch
 
     cases = []
@@ -110,28 +110,49 @@ def run(args):
         cases += MODEL_CASES
     dtype = getattr(tf, args.dtype)
     family = dispatch.cpu_kernels()
-    rows = []
+    rows, docs_rows = [], []
+    tf_names = {"forward": "conv", "input": "tf", "kernel": "tf"}  # TensorFlow's own kernels
     for name, shape, filters, k, stride, pad in cases:
         x, w, strides, pads, pieces = _functions(shape, filters, k, stride, pad, dtype)
         chosen = _chosen(x, w, strides, pads)
-        cells = []
+        cells, docs_cells, rule_s, tf_s = [], [], 0.0, 0.0
         for piece, fns in pieces.items():
             times = time_alternating(list(fns.values()), args.repeats, warmup=2)
             best = min(times)
-            pick = dict(zip(fns, times))[chosen[piece]]
+            by_name = dict(zip(fns, times))
+            pick = by_name[chosen[piece]]
             listing = ", ".join(f"{n} {t * 1e3:.2f}" for n, t in zip(fns, times))
             cells += [listing, f"{chosen[piece]} ({pick / best:.2f})"]
+            # the docs' cell: TensorFlow's time, "-> **choice time**" where the rule picks
+            # another formulation, "(best ...)" where a third one was faster than the choice
+            t_tf = by_name[tf_names[piece]]
+            cell = f"{t_tf * 1e3:.1f}"
+            if chosen[piece] != tf_names[piece]:
+                cell += f" → **{chosen[piece]} {pick * 1e3:.1f}**"
+            fastest = min(by_name, key=by_name.get)
+            if by_name[fastest] < pick and fastest != chosen[piece]:
+                cell += f" (best {fastest} {by_name[fastest] * 1e3:.1f})"
+            docs_cells.append(cell)
+            rule_s, tf_s = rule_s + pick, tf_s + t_tf
         plan = tuple(w.shape[:2])
         label = f"{name} {shape}->{filters} {k}x{k} s{stride} p{pad}"
         if plan != (k, k) or strides != (stride, stride):
             label += f" (runs {plan[0]}x{plan[1]} s{strides[0]} on {tuple(x.shape[1:3])})"
         rows.append([label] + cells)
+        docs_rows.append([label] + docs_cells + [f"{rule_s / tf_s:.2f}"])
         print(" | ".join(rows[-1]), flush=True)
     print()
     print(f"TensorFlow CPU kernels: {family}; dtype {args.dtype}; ms, medians of "
           f"{args.repeats} alternated runs; rule = the dispatch choice (its time / fastest)")
     print(markdown_table(["case", "forward ms", "rule", "input grad ms", "rule",
                           "kernel grad ms", "rule"], rows))
+    if args.docs:  # docs/benchmarks.md, "Correlation formulations and the dispatch rule"
+        table = markdown_table([f"case ({args.dtype}, TF kernels {family})", "forward ms",
+                                "input gradient ms", "kernel gradient ms", "rule / TF"],
+                               docs_rows)
+        suffix = "" if args.dtype == "float32" else f"_{args.dtype}"
+        write_docs_table(f"conv_grads_{family}{suffix}", table, "bench_conv_grads.py",
+                         f"medians of {args.repeats} alternated runs")
 
 
 def main(argv=None):
@@ -141,6 +162,9 @@ def main(argv=None):
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--kernels", default="default",
                         choices=("default", "onednn", "eigen", "both"))
+    from common import add_docs_argument
+
+    add_docs_argument(parser)
     args = parser.parse_args(argv)
     if args.kernels == "default":
         return run(args)
@@ -148,6 +172,7 @@ def main(argv=None):
     for family in families:
         env = dict(os.environ, **{ENV_KERNELS: "1" if family == "onednn" else "0"})
         child = ["--repeats", str(args.repeats), "--cases", args.cases, "--dtype", args.dtype]
+        child += ["--docs"] if args.docs else []
         subprocess.run([sys.executable, os.path.abspath(__file__), *child], env=env,
                        check=True)
     return 0

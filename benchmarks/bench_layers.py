@@ -24,7 +24,7 @@ import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import keras_cnn_ext as kce  # noqa: E402
-from common import markdown_table, time_pair  # noqa: E402
+from common import add_docs_argument, markdown_table, time_pair, write_docs_table  # noqa: E402
 from keras_cnn_ext.ops import geometry  # noqa: E402
 
 # (label, input shape, filters or None for pooling, window, stride, padding, kind)
@@ -73,7 +73,9 @@ def fwd_bwd(layers, x, upstream):
 
     @tf.function
     def step():
-        with tf.GradientTape() as tape:
+        # a step that stays in this process, like Keras's fit: "auto" may pick the compiled
+        # ops here (a plain tf.function could be exported, so it gets the portable ones)
+        with kce.ops.dispatch.process_local_scope(), tf.GradientTape() as tape:
             tape.watch(x)
             y = model(x)
         return tape.gradient(y, [x] + weights, output_gradients=upstream)
@@ -86,6 +88,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--implementation", default="auto")
+    add_docs_argument(parser)
     args = parser.parse_args(argv)
     rng = np.random.default_rng(0)
     rows = []
@@ -105,9 +108,13 @@ def main(argv=None):
                      f"{t_ours / t_stock:.2f}"))
         print(rows[-1], flush=True)
     print()
-    print(markdown_table(
+    table = markdown_table(
         ("case (fwd+bwd, float32)", f"ours ({args.implementation}) ms", "stock Keras ms",
-         "ratio"), rows))
+         "ratio"), rows)
+    print(table)
+    if args.docs and args.implementation == "auto":  # docs/benchmarks.md, "Layers"
+        write_docs_table("layers", table, "bench_layers.py",
+                         f"medians of {args.repeats} alternated runs")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import markdown_table  # noqa: E402
+from common import add_docs_argument, markdown_table, write_docs_table  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -49,6 +49,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", help="also write the raw runs here")
+    add_docs_argument(parser)
     parser.add_argument("extra", nargs="*", help="more train flags (after --)")
     args = parser.parse_args(argv)
 
@@ -72,14 +73,20 @@ def main(argv=None):
             order.reverse()
     metrics = ("wall", "cpu", "train", "accuracy")
     med = {k: {m: statistics.median(r[m] for r in v) for m in metrics} for k, v in runs.items()}
-    rows = [[k, f"{med[k]['wall']:.1f}", f"{med[k]['cpu']:.1f}", f"{med[k]['train']:.1f}",
+    labels = {"textbook": "textbook (`--layers textbook`, the default)",
+              "keras": "stock Keras (`--layers keras`)"}
+    rows = [[labels[k], f"{med[k]['wall']:.1f}", f"{med[k]['cpu']:.1f}", f"{med[k]['train']:.1f}",
              f"{med[k]['accuracy']:.4f}", runs[k][0]["epochs"]] for k in ("textbook", "keras")]
-    rows.append(["ratio textbook/keras"] + [
+    rows.append(["ratio textbook / keras"] + [
         f"{med['textbook'][m] / med['keras'][m]:.3f}" for m in ("wall", "cpu", "train")]
         + ["", ""])
     print(f"load average before/after: {load_before} / {os.getloadavg()}")
-    print(markdown_table(["layers", "whole command s (wall)", "CPU s (user+sys)",
-                          "training s (fit)", "test accuracy", "epochs"], rows))
+    table = markdown_table(["layers", "whole command, wall s", "CPU s (user + sys)",
+                            "training s (`fit`)", "test accuracy", "epochs"], rows)
+    print(table)
+    if args.docs:  # docs/training.md, "The main job"
+        write_docs_table("main_job", table, "bench_main_job.py",
+                         f"the real command in fresh processes, medians of {args.repeats}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"runs": runs, "medians": med}, f, indent=2)

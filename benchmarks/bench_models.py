@@ -126,7 +126,7 @@ def _torch_available():
 def time_models(args):
     import keras
 
-    from common import markdown_table, time_alternating
+    from common import markdown_table, time_alternating, write_docs_table
     from keras_cnn_ext.ops import dispatch
 
     use_torch = not args.no_torch and _torch_available()
@@ -157,10 +157,17 @@ def time_models(args):
             keras.backend.clear_session()
     print(f"TensorFlow CPU kernels: {dispatch.cpu_kernels()}; ms per training step, medians "
           f"of {args.repeats} alternated runs of {args.steps} steps")
-    print(markdown_table(
-        ("model, one training step", "XLA", "ours ms", "ours, TF kernels ms", "keras ms",
-         "torch ms", "ours / TF kernels", "ours / keras", "ours / torch", "keras / torch"),
-        rows))
+    header = ("model, one training step", "XLA", "ours ms", "ours, TF kernels ms", "keras ms",
+              "torch ms", "ours / TF kernels", "ours / keras", "ours / torch", "keras / torch")
+    print(markdown_table(header, rows))
+    if args.docs:  # docs/benchmarks.md, "Training speed": one table per kernel family, XLA apart
+        family = dispatch.cpu_kernels()
+        note = f"ms per training step, medians of {args.repeats} alternated runs"
+        for jit, name in (("off", f"models_{family}"),
+                          ("on", "models_xla" if family == "onednn" else f"models_xla_{family}")):
+            picked = [row for row in rows if row[1] == jit]
+            if picked:
+                write_docs_table(name, markdown_table(header, picked), "bench_models.py", note)
 
 
 def _peak_rss_child(layers, steps):
@@ -176,7 +183,7 @@ def _peak_rss_child(layers, steps):
 
 
 def peak_memory(args):
-    from common import markdown_table
+    from common import markdown_table, write_docs_table
 
     rows, peaks = [], {}
     for layers in ("textbook", "keras"):
@@ -188,8 +195,12 @@ def peak_memory(args):
     from keras_cnn_ext.ops import dispatch
 
     print(f"TensorFlow CPU kernels: {dispatch.cpu_kernels()}")
-    print(markdown_table(("ResNet-18 224x224 batch 8, layers=", "RSS after build MiB",
-                          "peak RSS MiB", "peak - build MiB"), rows))
+    table = markdown_table(("ResNet-18 224x224 batch 8, layers=", "RSS after build MiB",
+                            "peak RSS MiB", "peak - build MiB"), rows)
+    print(table)
+    if args.docs:
+        write_docs_table("models_memory", table, "bench_models.py --memory",
+                         "one child process per candidate, 3 training steps, ru_maxrss")
     print(f"peak RSS ours / keras: {peaks['textbook'] / peaks['keras']:.3f}")
 
 
@@ -206,6 +217,9 @@ def main(argv=None):
                         choices=("default", "onednn", "eigen", "both"),
                         help="TensorFlow's CPU kernel family (a child process per family)")
     parser.add_argument("--rss-child", help=argparse.SUPPRESS)
+    from common import add_docs_argument
+
+    add_docs_argument(parser)
     args = parser.parse_args(argv)
     if args.kernels != "default":
         families = ("onednn", "eigen") if args.kernels == "both" else (args.kernels,)

@@ -19,7 +19,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from common import markdown_table, time_alternating  # noqa: E402
+from common import (add_docs_argument, markdown_table, time_alternating,  # noqa: E402
+                    write_docs_table)
 from keras_cnn_ext.ops import composite, native  # noqa: E402
 
 CONV_CASES = [
@@ -106,6 +107,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--cases", default="conv,pool")
+    add_docs_argument(parser)
     args = parser.parse_args(argv)
     if not native.available():
         print(f"native ops unavailable: {native.status()}")
@@ -134,7 +136,12 @@ def main(argv=None):
                      f"{t_comp / t_stock:.2f}", gflops])
         print(" | ".join(rows[-1]), flush=True)
     print()
-    print(markdown_table(header, rows))
+    table = markdown_table(header, rows)
+    print(table)
+    if args.docs:  # docs/native-ops.md
+        suffix = "" if args.dtype == "float32" else f"_{args.dtype}"
+        write_docs_table(f"native{suffix}", table, "bench_native.py",
+                         f"medians of {args.repeats} alternated runs")
     return 0
 
 

@@ -1,5 +1,5 @@
 """Expected multi-worker throughput, from a measured single-worker step time and the all-reduce
-volume per step (README, "Scaling out").
+volume per step (docs/scaling-out.md).
 
 Data parallelism adds one all-reduce of every trainable parameter's gradient per step
 (parameters x 4 bytes in float32). A ring all-reduce over N workers sends and receives
@@ -29,6 +29,9 @@ import numpy as np  # noqa: E402
 
 import keras_cnn_ext as kce  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import add_docs_argument, markdown_table, write_docs_table  # noqa: E402
+
 INPUTS = {"lenet5": (28, 28, 1), "resnet20": (32, 32, 3), "resnet18": (32, 32, 3)}
 
 
@@ -56,7 +59,9 @@ def main():
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--gbits", default="1,10", help="network bandwidths in Gbit/s")
     parser.add_argument("--workers", default="2,4,8")
+    add_docs_argument(parser)
     args = parser.parse_args()
+    docs_rows = []
     workers = [int(n) for n in args.workers.split(",")]
     print(f"per-worker batch {args.batch}; step time: median of {args.steps} train_on_batch "
           "calls on this machine's CPU\n")
@@ -77,6 +82,16 @@ def main():
                 rate = n * args.batch / (t_step + t_comm)
                 row.append(f"{rate:.0f} ({rate / (n * args.batch / t_step):.0%})")
         print("| " + " | ".join(row) + " |")
+        # the docs' summary: the largest worker count at each bandwidth, as a share of linear
+        shares = [(n * args.batch / (t_step + 2 * (n - 1) / n * volume / (g * 1e9 / 8)))
+                  / (n * args.batch / t_step) for g in bands for n in workers[-1:]]
+        docs_rows.append([name, f"{params:,}", f"{volume / 1e6:.2f} MB", f"{t_step:.3f} s"]
+                         + [f"{s:.0%}" for s in shares])
+    if args.docs:  # docs/scaling-out.md
+        header = ["model", "params", "all-reduce / step", "1-worker step"] + [
+            f"{workers[-1]} workers @ {g:g} Gbit/s (of linear)" for g in bands]
+        write_docs_table("scaling", markdown_table(header, docs_rows), "bench_scaling.py",
+                         f"per-worker batch {args.batch}, median of {args.steps} steps")
 
 
 if __name__ == "__main__":

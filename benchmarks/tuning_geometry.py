@@ -11,11 +11,16 @@ the built model's maps are the computed ones and that the builder refuses the fa
 """
 
 import argparse
+import os
+import sys
 
 import keras
 import keras_tuner
 
 from keras_cnn_ext.tuning import HyperLeNet, HyperResNet, HyperVGG
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import add_docs_argument, markdown_table, write_docs_table  # noqa: E402
 
 
 def _check_builds(hm, samples, n):
@@ -49,7 +54,9 @@ def main():
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--build", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
+    add_docs_argument(parser)
     args = parser.parse_args()
+    rows = []
     print("| hypermodel | input | sampled fit | exact fit | unshaped space (exact) |")
     print("|---|---|---|---|---|")
     for cls in (HyperLeNet, HyperVGG, HyperResNet):
@@ -64,6 +71,13 @@ def main():
                 built, refused = _check_builds(hm, samples, args.build)
                 line += f" built {built}, refused {refused}"
             print(line, flush=True)
+            rows.append([f"`{cls.__name__}`", f"{size}x{size}", f"{fraction:.3f}",
+                         f"{hm.exact_valid_fraction:.3f}", f"{raw:.3f}"])
+    if args.docs:  # docs/tuning.md
+        write_docs_table("tuning_geometry", markdown_table(
+            ["hypermodel", "input", "sampled configurations that fit", "exact",
+             "unshaped space"], rows), "tuning_geometry.py",
+            f"{args.samples} samples, seed {args.seed}")
 
 
 if __name__ == "__main__":

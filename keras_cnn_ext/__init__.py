@@ -8,6 +8,13 @@ __version__ = "0.1.0"  # the one place the version is written (pyproject.toml re
 
 import importlib.util as _util
 
+from keras_cnn_ext import _logs
+
+# The `keras-cnn-ext` command prints its own output only: TensorFlow's C++ logging reads its
+# level once, when TensorFlow loads, so it is set here, before the first TensorFlow import
+# (a no-op for programs that import the package; see _logs.py).
+_logs.prepare_process()
+
 if _util.find_spec("tensorflow") is None:  # not a dependency of the distribution: say so
     raise ImportError(
         "keras_cnn_ext needs TensorFlow, which it does not install itself (it ships as "
@@ -15,6 +22,7 @@ if _util.find_spec("tensorflow") is None:  # not a dependency of the distributio
         "machine, e.g. `pip install tensorflow`, or `pip install keras_cnn_ext[tensorflow]`"
     )
 
+from keras_cnn_ext._backend import TensorFlowOnlyError  # noqa: E402,F401
 from keras_cnn_ext import ops  # noqa: E402
 from keras_cnn_ext import layers  # noqa: E402
 from keras_cnn_ext import models  # noqa: E402
@@ -24,14 +32,17 @@ from keras_cnn_ext import export  # noqa: E402  (cheap: TensorFlow loads when it
 
 # Submodules with heavier dependencies (tensorflow_datasets, matplotlib, keras_tuner) load on
 # first attribute access: `kce.data.load(...)` works without importing them up front.
-_LAZY_SUBMODULES = ("data", "training", "viz", "explain", "checkpointing", "tuning")
+_LAZY_SUBMODULES = {"data": "data", "training": "training", "viz": "viz", "explain": "explain",
+                    "tuning": "tuning",
+                    # moved into training/ (issue 18); `kce.checkpointing` keeps working
+                    "checkpointing": "training.checkpointing"}
 
 
 def __getattr__(name):
     if name in _LAZY_SUBMODULES:
         import importlib
 
-        return importlib.import_module(f"keras_cnn_ext.{name}")
+        return importlib.import_module(f"keras_cnn_ext.{_LAZY_SUBMODULES[name]}")
     raise AttributeError(f"module 'keras_cnn_ext' has no attribute {name!r}")
 
 

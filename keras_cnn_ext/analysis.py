@@ -45,6 +45,8 @@ class LayerSummary:
     macs: int
     receptive_field: tuple
     jump: tuple
+    dilation: tuple = None   # a convolution's dilation_rate (None: not a convolution)
+    groups: int = None       # a convolution's groups
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -181,8 +183,16 @@ def summarize(model):
                 output_shape=output_shapes[0] if len(output_shapes) == 1 else output_shapes,
                 params=params, macs=int(macs),
                 receptive_field=None if state is None else state[0],
-                jump=None if state is None else state[1]))
+                jump=None if state is None else state[1], **_conv_geometry(layer)))
     return rows
+
+
+def _conv_geometry(layer):
+    """dilation and groups of a convolution layer (ours or Keras'), else nothing."""
+    if not (hasattr(layer, "kernel_size") and hasattr(layer, "strides")):
+        return {}
+    return dict(dilation=_pair(getattr(layer, "dilation_rate", 1)) or (1, 1),
+                groups=int(getattr(layer, "groups", 1) or 1))
 
 
 def total_macs(model):
@@ -212,8 +222,16 @@ def format_table(rows):
              _fmt_pair(r.receptive_field), _fmt_pair(r.jump)) for r in rows]
     total = ("total", "", "", f"{sum(r.params for r in rows):,}",
              f"{sum(r.macs for r in rows):,}", "", "")
-    widths = [max(len(line[i]) for line in [header, total] + body) for i in range(7)]
-    right = {3, 4, 5, 6}
+    # dilation / groups columns only for a model that uses them (issue 16): other tables keep
+    # their columns
+    if any((r.dilation not in (None, (1, 1))) or (r.groups not in (None, 1)) for r in rows):
+        header += ("dilation", "groups")
+        body = [line + (_fmt_pair(r.dilation), "-" if r.groups is None else str(r.groups))
+                for line, r in zip(body, rows)]
+        total += ("", "")
+    columns = len(header)
+    widths = [max(len(line[i]) for line in [header, total] + body) for i in range(columns)]
+    right = set(range(3, columns))
 
     def fmt(line):
         cells = [c.rjust(w) if i in right else c.ljust(w)

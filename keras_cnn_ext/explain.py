@@ -73,14 +73,42 @@ def _where(r, c, window):
     return f"{span('row', r, window[0])}, {span('column', c, window[1])}"
 
 
-def _size_lines(spatial, window, strides, pads, out, letters=("I", "M")):
+def _size_lines(spatial, window, strides, pads, out, letters=("I", "M"), dilated=False,
+                ceil_mode=False):
     lines = []
     for axis, (size, m, s, (a, b), o) in enumerate(zip(spatial, window, strides, pads, out)):
         rows = axis == 0
         pad = f"{a} + {b}" if a != b else f"2*{a}"
+        if ceil_mode:
+            lines += _ceil_size_lines(rows, size, m, s, a, b, pad, o)
+            continue
+        kernel = "M" if rows else "N"
+        kernel = f"(D({kernel}-1)+1)" if dilated else kernel
         lines.append(f"{'K' if rows else 'L'} = floor(({'I' if rows else 'J'} + {pad} - "
-                     f"{'M' if rows else 'N'}) / S) + 1 = floor(({size} + {a + b} - {m}) / "
+                     f"{kernel}) / S) + 1 = floor(({size} + {a + b} - {m}) / "
                      f"{s}) + 1 = {o}")
+    return lines
+
+
+def _ceil_size_lines(rows, size, m, s, before, after, pad, out):
+    """PyTorch's ceil_mode rule step by step: round up, then drop a last window that would
+    start in the bottom / right padding, then say how far the last window reaches past the
+    padded input (those cells take no part)."""
+    k, i, big_m = ("K", "I", "M") if rows else ("L", "J", "N")
+    side, cells = ("bottom", "rows") if rows else ("right", "columns")
+    up = -(-(size + before + after - m) // s) + 1
+    lines = [f"{k} = ceil(({i} + {pad} - {big_m}) / S) + 1 = ceil(({size} + {before + after}"
+             f" - {m}) / {s}) + 1 = {up}    (ceil_mode)"]
+    if up != out:
+        first = "top" if rows else "left"
+        lines.append(f"    the last window would start at ({k} - 1)*S = {(up - 1) * s} >= {i} + "
+                     f"{first} padding = {size + before}, in the {side} padding: dropped, "
+                     f"{k} = {out}")
+    over = geometry.ceil_overhang(size, m, s, (before, after), True)
+    if over:
+        lines.append(f"    the last window reaches {over} {cells[:-1] if over == 1 else cells} "
+                     "past the padded input: "
+                     "those cells take no part (never the max, not counted by the mean)")
     return lines
 
 
@@ -94,7 +122,7 @@ def _header(title, x, pads, padding_mode, padded):
 
 
 def explain_corr2d(x, kernel, strides=1, padding=0, padding_mode="zeros",
-                   mode="cross_correlation", title=None):
+                   mode="cross_correlation", title=None, dilation=1):
     """Explains ``Y = W * X`` (definition 24.1) cell by cell; indices are 1-based as in the book.
 
     Args:
@@ -102,47 +130,61 @@ def explain_corr2d(x, kernel, strides=1, padding=0, padding_mode="zeros",
         kernel: the kernel matrix (M x N).
         strides, padding, padding_mode, mode: as in `keras_cnn_ext.ops.corr2d`.
         title: the first line (default describes the settings).
+        dilation: D (`dilation_rate` of `keras_cnn_ext.ops.corr2d`): the kernel's taps read
+            every D-th cell, the window spans D(M-1)+1.
     """
     x, w = _matrix(x, "x"), _matrix(kernel, "kernel")
     mode = geometry.normalize_choice(mode, "mode", ("cross_correlation", "convolution"))
     padding_mode = geometry.normalize_choice(padding_mode, "padding_mode",
                                              ("zeros", "replicate", "reflect"))
     s = geometry.normalize_tuple(strides, "strides")
+    d = geometry.normalize_tuple(dilation, "dilation_rate")
     window = w.shape
-    pads = geometry.resolve_padding(padding, window)
-    out_shape = geometry.spatial_output_shape(x.shape, window, s, pads)
-    y = reference.corr2d(x, w, s, pads, padding_mode=padding_mode, mode=mode)
+    span = geometry.effective_window(window, d)
+    pads = geometry.resolve_padding(padding, span)
+    out_shape = geometry.check_dilated_fits(x.shape, window, d, s, pads)
+    y = reference.corr2d(x, w, s, pads, padding_mode=padding_mode, mode=mode, dilations=d)
     padded = reference.pad(x[None, :, :, None], pads, padding_mode)[0, :, :, 0]
     used = w[::-1, ::-1] if mode == "convolution" else w
     title = title or (f"{'Convolution' if mode == 'convolution' else 'Cross-correlation'} "
                       f"Y = W * X, stride {s[0] if s[0] == s[1] else s}, padding "
-                      f"{pads if pads[0] != pads[1] or pads[0][0] != pads[0][1] else pads[0][0]}")
+                      f"{pads if pads[0] != pads[1] or pads[0][0] != pads[0][1] else pads[0][0]}"
+                      + ("" if d == (1, 1) else f", dilation {d[0] if d[0] == d[1] else d}"))
     lines = _header(title, x, pads, padding_mode, padded)
     lines += ["", f"W ({w.shape[0]}x{w.shape[1]}) =", format_matrix(w)]
     if mode == "convolution":
         lines += ["", "mode=convolution: the kernel is flipped in both axes (W rotated 180 "
                   "degrees) =", format_matrix(used)]
-    lines += ["", "y_kl = sum_m sum_n w_mn * x^_(S(k-1)+m, S(l-1)+n)"]
-    lines += _size_lines(x.shape, window, s, pads, out_shape)
+    if d == (1, 1):
+        lines += ["", "y_kl = sum_m sum_n w_mn * x^_(S(k-1)+m, S(l-1)+n)"]
+        lines += _size_lines(x.shape, window, s, pads, out_shape)
+    else:
+        lines += ["", f"dilation {d[0] if d[0] == d[1] else d}: the kernel's taps are D cells "
+                  "apart, the window spans D(M-1)+1 = "
+                  f"{span[0]} rows and D(N-1)+1 = {span[1]} columns",
+                  "y_kl = sum_m sum_n w_mn * x^_(S(k-1)+D(m-1)+1, S(l-1)+D(n-1)+1)"]
+        lines += _size_lines(x.shape, span, s, pads, out_shape, dilated=True)
     lines.append("")
     for k in range(out_shape[0]):
         for l in range(out_shape[1]):
             r, c = k * s[0], l * s[1]
-            patch = padded[r:r + window[0], c:c + window[1]]
+            patch = padded[r:r + span[0]:d[0], c:c + span[1]:d[1]]
             terms = " + ".join(f"{_num(a)}*{_num(b)}" for a, b in zip(used.ravel(),
                                                                       patch.ravel()))
             total = float((used * patch).sum())
             if not np.isclose(total, y[k, l]):  # the printed steps must be the definition
                 raise AssertionError(f"explain: window ({k}, {l}) sums to {total}, the "
                                      f"reference gives {y[k, l]}")
+            taps = "" if d == (1, 1) else f", taps every {d[0]} rows / {d[1]} columns"
             lines.append(f"y{k + 1}{l + 1} = {terms} = {_num(y[k, l])}    "
-                         f"({_where(r, c, window)} of X{'^' if padded.shape != x.shape else ''})")
+                         f"({_where(r, c, span)}{taps} of "
+                         f"X{'^' if padded.shape != x.shape else ''})")
     lines += ["", "Y =", format_matrix(y)]
     return Explanation("\n".join(lines), y)
 
 
 def explain_pool2d(x, pool_size=2, strides=None, padding=0, kind="max", padding_mode="zeros",
-                   title=None):
+                   title=None, ceil_mode=False):
     """Explains a max or mean pooling (definition 24.2) window by window.
 
     Args:
@@ -151,6 +193,8 @@ def explain_pool2d(x, pool_size=2, strides=None, padding=0, kind="max", padding_
             (`strides` defaults to the window; padded cells hold 0 with "zeros", the book's
             rule, and are left out with "ignore").
         kind: "max" or "mean".
+        ceil_mode: PyTorch's rounding (`keras_cnn_ext.ops.max_pool2d`); the steps show the
+            rounding, the dropped window and the cells past the padded input.
     """
     x = _matrix(x, "x")
     kind = geometry.normalize_choice(kind, "kind", ("max", "mean"))
@@ -159,21 +203,23 @@ def explain_pool2d(x, pool_size=2, strides=None, padding=0, kind="max", padding_
     s = window if strides is None else geometry.normalize_tuple(strides, "strides")
     pads = geometry.resolve_padding(padding, window)
     geometry.check_pool_padding(pads, window, received=padding)
-    out_shape = geometry.spatial_output_shape(x.shape, window, s, pads)
+    ceil_mode = geometry.normalize_bool(ceil_mode, "ceil_mode")
+    out_shape = geometry.spatial_output_shape(x.shape, window, s, pads, ceil_mode)
     fn = reference.max_pool2d if kind == "max" else reference.mean_pool2d
-    y = fn(x, window, s, pads, padding_mode=padding_mode)
+    y = fn(x, window, s, pads, padding_mode=padding_mode, ceil_mode=ceil_mode)
     padded = reference.pad(x[None, :, :, None], pads)[0, :, :, 0]
     real = reference.pad(np.ones_like(x)[None, :, :, None], pads)[0, :, :, 0] > 0
     title = title or (f"{kind.capitalize()} pooling, window {window[0]}x{window[1]}, stride "
-                      f"{s[0] if s[0] == s[1] else s}")
+                      f"{s[0] if s[0] == s[1] else s}{', ceil_mode' if ceil_mode else ''}")
     lines = _header(title, x, pads, padding_mode, padded)
     formula = "max over the window" if kind == "max" else "the mean of the window"
     lines += ["", f"y_kl = {formula} at rows S(k-1)+1.., columns S(l-1)+1.."]
-    lines += _size_lines(x.shape, window, s, pads, out_shape)
+    lines += _size_lines(x.shape, window, s, pads, out_shape, ceil_mode=ceil_mode)
     lines.append("")
     for k in range(out_shape[0]):
         for l in range(out_shape[1]):
             r, c = k * s[0], l * s[1]
+            # slicing stops at the padded input's edge: ceil_mode's overhang cells are left out
             keep = real[r:r + window[0], c:c + window[1]].ravel()
             cells = padded[r:r + window[0], c:c + window[1]].ravel()
             if padding_mode == "ignore":
@@ -182,7 +228,7 @@ def explain_pool2d(x, pool_size=2, strides=None, padding=0, kind="max", padding_
             if kind == "max":
                 step, value = f"max({values})", cells.max()
             else:
-                divisor = cells.size if padding_mode == "ignore" else window[0] * window[1]
+                divisor = cells.size
                 step = f"({' + '.join(_num(v) for v in cells)}) / {divisor}"
                 value = cells.sum() / divisor
             if not np.isclose(value, y[k, l]):

@@ -11,7 +11,7 @@ import os
 
 import numpy as np
 
-from keras_cnn_ext import checkpointing
+from keras_cnn_ext.training import checkpointing
 
 
 def _pyplot():

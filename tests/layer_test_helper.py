@@ -16,7 +16,11 @@ and the checks Keras' harness does not make:
    without weights gets a trainable Dense layer in front of it, so its backward pass is used);
 6. mixed precision, both through the constructor (``dtype="mixed_float16"``) and the global
    policy: float16 outputs close to the float32 ones, variables float32, the global policy
-   restored afterwards even if the check fails.
+   restored afterwards even if the check fails (`mixed_precision_policies` may add
+   "mixed_bfloat16", checked the same way).
+
+Backend-neutral (tensors are read with `keras.ops.convert_to_numpy`, dtypes compared through
+`keras.backend.standardize_dtype`): tests/_backends_models_child.py runs it under JAX and torch.
 """
 
 import json
@@ -34,6 +38,14 @@ _KERAS_HARNESS = TestCase()
 def _random_inputs(input_shape, seed):
     rng = np.random.default_rng(seed)
     return rng.uniform(-1.0, 1.0, size=input_shape).astype("float32")
+
+
+def _numpy(tensor):
+    return np.asarray(keras.ops.convert_to_numpy(tensor))
+
+
+def _dtype(tensor):
+    return keras.backend.standardize_dtype(tensor.dtype)
 
 
 def _json_round_trip(config):
@@ -69,7 +81,8 @@ def _model(layer, input_shape):
 def run_layer_test(layer_cls, init_kwargs, input_shape, reference_fn=None, *, tmp_path=None,
                    expected_output_shape=None, input_data=None, weights=None, seed=0,
                    rtol=1e-5, atol=1e-5, run_saving=True, run_fit=True,
-                   run_mixed_precision=True, mixed_precision_rtol=2e-2):
+                   run_mixed_precision=True, mixed_precision_rtol=2e-2,
+                   mixed_precision_policies=("mixed_float16",), run_keras_harness=True):
     """Runs the standard checks on `layer_cls(**init_kwargs)`.
 
     Args:
@@ -87,6 +100,9 @@ def run_layer_test(layer_cls, init_kwargs, input_shape, reference_fn=None, *, tm
         rtol, atol: tolerance of the eager call against the reference (atol is scaled by the
             reference's largest magnitude when that exceeds 1).
         mixed_precision_rtol: relative tolerance of float16 against float32 outputs.
+        mixed_precision_policies: the policies checked, "mixed_float16" and / or
+            "mixed_bfloat16".
+        run_keras_harness: also run Keras' own `run_layer_test` (step 7).
 
     Returns:
         The built float32 layer.
@@ -113,8 +129,8 @@ def run_layer_test(layer_cls, init_kwargs, input_shape, reference_fn=None, *, tm
     x = _random_inputs(input_shape, seed) if input_data is None else np.asarray(
         input_data, "float32")
     y = layer(x)
-    assert y.dtype == "float32"
-    y = np.asarray(y)
+    assert _dtype(y) == "float32"
+    y = _numpy(y)
     assert y.shape == tuple(layer.compute_output_shape(input_shape))
     if expected_output_shape is not None:
         assert y.shape == tuple(expected_output_shape)
@@ -126,7 +142,7 @@ def run_layer_test(layer_cls, init_kwargs, input_shape, reference_fn=None, *, tm
         np.testing.assert_allclose(y, expected, rtol=rtol, atol=atol * scale)
 
     model = _model(layer, input_shape)
-    np.testing.assert_array_equal(np.asarray(model(x)), y)
+    np.testing.assert_array_equal(_numpy(model(x)), y)
 
     # 4. .keras save / load round trip
     if run_saving:
@@ -142,12 +158,15 @@ def run_layer_test(layer_cls, init_kwargs, input_shape, reference_fn=None, *, tm
 
     # 6. mixed precision
     if run_mixed_precision:
-        _check_mixed_precision(layer_cls, init_kwargs, layer, x, y, mixed_precision_rtol)
+        for policy in mixed_precision_policies:
+            _check_mixed_precision(layer_cls, init_kwargs, layer, x, y, mixed_precision_rtol,
+                                   policy)
 
     # 7. Keras' own checks (last: its random inputs must not shift the seeded ones above)
-    _KERAS_HARNESS.run_layer_test(
-        layer_cls, init_kwargs, input_shape=input_shape, expected_output_shape=y.shape,
-        run_training_check=run_fit, run_mixed_precision_check=run_mixed_precision)
+    if run_keras_harness:
+        _KERAS_HARNESS.run_layer_test(
+            layer_cls, init_kwargs, input_shape=input_shape, expected_output_shape=y.shape,
+            run_training_check=run_fit, run_mixed_precision_check=run_mixed_precision)
     return layer
 
 
@@ -161,7 +180,7 @@ def _check_saving(layer_cls, layer, model, x, y, directory):
     for original, revived in zip(layer.weights, loaded_layer.weights):
         np.testing.assert_array_equal(keras.ops.convert_to_numpy(revived),
                                       keras.ops.convert_to_numpy(original))
-    np.testing.assert_array_equal(np.asarray(loaded(x)), y)
+    np.testing.assert_array_equal(_numpy(loaded(x)), y)
 
 
 def _check_fit_step(layer_cls, init_kwargs, layer, x, input_shape, seed):
@@ -195,11 +214,11 @@ def _check_fit_step(layer_cls, init_kwargs, layer, x, input_shape, seed):
         assert not np.array_equal(a, b), f"weight {w.path} did not change in one fit step"
 
 
-def _check_mixed_precision(layer_cls, init_kwargs, layer, x, y32, rtol):
-    _check_float16(layer_cls(**{**init_kwargs, "dtype": "mixed_float16"}), layer, x, y32, rtol)
+def _check_mixed_precision(layer_cls, init_kwargs, layer, x, y32, rtol, policy):
+    _check_float16(layer_cls(**{**init_kwargs, "dtype": policy}), layer, x, y32, rtol)
     previous = keras.config.dtype_policy()
     try:
-        keras.config.set_dtype_policy("mixed_float16")
+        keras.config.set_dtype_policy(policy)
         _check_float16(layer_cls(**init_kwargs), layer, x, y32, rtol)
     finally:
         keras.config.set_dtype_policy(previous)
@@ -207,15 +226,17 @@ def _check_mixed_precision(layer_cls, init_kwargs, layer, x, y32, rtol):
 
 
 def _check_float16(layer16, layer, x, y32, rtol):
-    """A mixed_float16 layer: float16 compute and output, float32 variables, values close."""
-    assert layer16.compute_dtype == "float16"
+    """A mixed_float16 (or mixed_bfloat16) layer: float16 (bfloat16) compute and output,
+    float32 variables, values close."""
+    half = layer16.dtype_policy.name.split("_")[1]
+    assert layer16.compute_dtype == half
     layer16(x)  # builds it
     for w in layer16.weights:
         assert w.dtype == "float32", f"variable {w.path} should stay float32"
     if layer.weights:
         layer16.set_weights(layer.get_weights())
     y16 = layer16(x)
-    assert y16.dtype == "float16", f"mixed_float16 output dtype is {y16.dtype}"
-    y16 = np.asarray(y16, "float32")
+    assert _dtype(y16) == half, f"mixed_{half} output dtype is {y16.dtype}"
+    y16 = _numpy(y16).astype("float32")
     scale = max(1.0, float(np.max(np.abs(y32), initial=0.0)))
     np.testing.assert_allclose(y16, y32, rtol=rtol, atol=rtol * scale)

@@ -13,11 +13,22 @@ from layer_test_helper import check_config_round_trip, run_layer_test
 def _keras_twin_reference(layer_cls, init_kwargs, input_shape):
     """The same block built from stock Keras layers, run with the tested block's weights."""
 
+    # TensorFlow's CPU convolution and pooling take NHWC only (oneDNN builds accept NCHW, Eigen
+    # ones do not), so a channels_first block is compared with its channels_last stock twin on
+    # transposed data: the weights have the same shapes in both layouts
+    first = init_kwargs.get("data_format") == "channels_first"
+    twin_kwargs = {**init_kwargs, "layers": "keras",
+                   **({"data_format": "channels_last"} if first else {})}
+    twin_shape = (input_shape[0],) + tuple(input_shape[2:]) + (input_shape[1],) if first \
+        else input_shape
+
     def reference(x, weights):
-        twin = layer_cls(**{**init_kwargs, "layers": "keras"})
-        twin.build(input_shape)
+        twin = layer_cls(**twin_kwargs)
+        twin.build(twin_shape)
         twin.set_weights([w.astype("float32") for w in weights])
-        return np.asarray(twin(x.astype("float32")), "float64")
+        x = np.transpose(x, (0, 2, 3, 1)) if first else x
+        y = np.asarray(keras.ops.convert_to_numpy(twin(x.astype("float32"))), "float64")
+        return np.transpose(y, (0, 3, 1, 2)) if first else y
 
     return reference
 
@@ -58,6 +69,7 @@ def test_every_public_layer_goes_through_the_helper():
 
     tested = {case[0] for case in BLOCK_CASES} | {LocalResponseNormalization}
     tested |= {cls for cls, _ in test_layers.POOL_LAYERS} | {kce.layers.CrossCorrelation2D}
+    tested |= {kce.layers.AdaptiveAveragePooling2D}  # test_layers.ADAPTIVE_CASES
     public = {getattr(kce.layers, name) for name in kce.layers.__all__}
     assert public == tested
 

@@ -46,6 +46,19 @@ def run(capsys, *argv):
     (["explain", "--example", "24.3", "--stride", "2"], "--example shows the book's example"),
     (["explain", "--pool", "max", "--pool-size", "2", "--padding", "2"], "smaller than"),
     (["nope"], "invalid choice: 'nope'"),
+    # the shared flags: the same check (and message) in every command that has them
+    (["tune", "lenet5", "--batch-size", "0"], "argument --batch-size/-b: expected a positive"),
+    (["evaluate", "x.keras", "-b", "-3"], "argument --batch-size/-b: expected a positive"),
+    (["train", "lenet5", "--seed", "-1"], "argument --seed: expected an integer >= 0"),
+    (["tune", "lenet5", "--seed", "x"], "argument --seed: expected an integer >= 0"),
+    (["tune", "lenet", "--output", "o"], "invalid value for MODEL: 'lenet' (choose from lenet5, "
+                                         "vgg, resnet)"),
+    (["tune", "lenet5", "--tuner", "grid"], "invalid value for --tuner: 'grid' (choose from "
+                                            "random, bayesian, hyperband)"),
+    (["explain", "24.9"], "argument EXAMPLE: invalid choice: '24.9' (choose from '24.2', "
+                          "'24.3', '24.4', '24.7')"),
+    (["explain", "24.3", "--example", "24.4"], "EXAMPLE 24.3 and --example 24.4 differ"),
+    (["export", "m.keras"], "the export target is missing: give PATH or --output PATH"),
 ])
 def test_usage_errors_exit_2_with_the_choices(capsys, argv, needle):
     code, out, err = run(capsys, *argv)
@@ -151,3 +164,54 @@ def test_runtime_failures_exit_1_with_the_hint_and_traceback_only_with_debug(tmp
 
     with pytest.raises(DatasetNotAvailableError):
         main(["--debug"] + argv[3:])
+
+
+@pytest.mark.parametrize("command", [["train", "lenet5"], ["tune", "lenet5"],
+                                     ["export", "m.keras"]])
+@pytest.mark.parametrize("flag", ["--output", "-o"])
+def test_every_command_that_writes_a_folder_takes_output(command, flag):
+    from keras_cnn_ext.cli import build_parser
+
+    args = build_parser().parse_args(command + [flag, "runs/x"])
+    assert (args.directory if command[0] == "tune" else
+            args.output_flag if command[0] == "export" else args.output) == "runs/x"
+
+
+def test_shared_flags_are_spelled_alike_and_tune_keeps_directory():
+    from keras_cnn_ext.cli import build_parser
+
+    parser = build_parser()
+    tune = parser.parse_args(["tune", "lenet5", "--directory", "d", "-d", "mnist", "-b", "8",
+                              "--seed", "3", "--data-dir", "t"])
+    assert (tune.directory, tune.dataset, tune.batch_size, tune.seed, tune.data_dir) == (
+        "d", "mnist", 8, 3, "t")
+    train = parser.parse_args(["train", "lenet5", "-o", "d", "-d", "mnist", "-b", "8",
+                               "--seed", "3", "--data-dir", "t"])
+    assert (train.output, train.dataset, train.batch_size, train.seed, train.data_dir) == (
+        "d", "mnist", 8, 3, "t")
+    evaluate = parser.parse_args(["evaluate", "m.keras", "-d", "mnist", "-b", "8",
+                                  "--data-dir", "t"])
+    assert (evaluate.dataset, evaluate.batch_size, evaluate.data_dir) == ("mnist", 8, "t")
+    # --debug and -v before or after the command
+    for argv in (["--debug", "info"], ["info", "--debug"]):
+        assert parser.parse_args(argv).debug is True
+    for argv in (["-v", "info"], ["info", "-v"], ["info", "--show-logs"]):
+        assert parser.parse_args(argv).show_logs is True
+    assert parser.parse_args(["info"]).show_logs is False
+
+
+def test_tune_output_names_the_flag_in_its_refusal(capsys, tmp_path):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "search.json").write_text("{}")
+    for flag in ("--output", "--directory"):
+        code, _, err = run(capsys, "tune", "lenet5", flag, str(tmp_path / "old"))
+        assert code == 2 and "invalid value for --output:" in err and "not empty" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]  # the lock is gone
+
+
+def test_explain_takes_the_example_as_a_positional_argument(capsys):
+    code, out, _ = run(capsys, "explain", "24.4")
+    assert code == 0
+    assert out == run(capsys, "explain", "--example", "24.4")[1]
+    assert out.startswith("Example 24.4: stride 2")
+    assert out.rstrip().endswith("   8  10  13")

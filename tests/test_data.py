@@ -6,7 +6,7 @@ import pytest
 from keras_cnn_ext import data
 from keras_cnn_ext.data import digits
 
-# the table in keras_cnn_ext/data/digits.py (and the README)
+# the table in keras_cnn_ext/data/digits.py (and docs/data.md)
 SPLIT_TABLE = {
     "train": [124, 128, 124, 128, 127, 128, 127, 125, 122, 126],
     "validation": [18, 18, 18, 18, 18, 18, 18, 18, 17, 18],

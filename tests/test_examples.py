@@ -1,4 +1,4 @@
-"""The README's first command runs examples/demo.py: it must reproduce the book and exit 0."""
+"""The README points a newcomer to examples/demo.py: it must reproduce the book and exit 0."""
 
 import os
 import runpy

@@ -18,12 +18,14 @@ import pytest
 import tensorflow as tf
 
 import keras_cnn_ext
-from keras_cnn_ext import cli, export, export_check, layers, models
+from keras_cnn_ext import cli, export, layers, models
+from keras_cnn_ext.export import check as export_check
+from keras_cnn_ext.export import savedmodel
 from keras_cnn_ext.ops import dispatch, native
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(keras_cnn_ext.__file__)))
 # the text TensorFlow raises when a native export is loaded without `kce.register_ops()`
-# (documented in the README, "Export and serving")
+# (documented in docs/export-and-serving.md)
 NOT_REGISTERED = "Op type not registered 'KerasCnnExt>MaxPool2D' in binary running on"
 CHILD_TIMEOUT_S = 300
 requires_native = pytest.mark.skipif(not native.available(), reason=f"{native.status()}")
@@ -282,7 +284,7 @@ def test_a_failure_leaves_no_partial_directory(tmp_path, monkeypatch):
 
 
 def test_a_verification_mismatch_raises_and_leaves_nothing(tmp_path, monkeypatch):
-    def off_by_a_bit(path, probe, library):
+    def off_by_a_bit(path, probe, library, artifact_format="savedmodel"):
         # what the fresh process would report, computed here (the real child is exercised by
         # the tests above), with the served output changed
         served, signed, ops, nonstock = export_check.serve(path, probe, library)
@@ -291,7 +293,7 @@ def test_a_verification_mismatch_raises_and_leaves_nothing(tmp_path, monkeypatch
         return dict(result, ops=np.array(ops), nonstock=np.array(nonstock, dtype=str),
                     package_imported=False)
 
-    monkeypatch.setattr(export, "_run_fresh_process", off_by_a_bit)
+    monkeypatch.setattr(savedmodel, "_run_fresh_process", off_by_a_bit)
     with pytest.raises(export.ExportVerificationError, match=r"max \|difference\| 0\.01"):
         export.export_savedmodel(_tiny_model(), tmp_path / "sm")
     assert os.listdir(tmp_path) == []
@@ -333,7 +335,12 @@ def test_a_killed_export_leaves_no_partial_directory_and_is_cleaned_up(tmp_path,
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["export"], "the following arguments are required: MODEL.keras, DIR"),
+    (["export"], "the following arguments are required: MODEL.keras"),
+    (["export", "{model}"], "the export target is missing: give PATH or --output PATH"),
+    (["export", "{model}", "out.onnx", "--format", "tflite"], "invalid choice: 'tflite'"),
+    (["export", "{model}", "out.bin", "--format", "onnx"], "expected a file ending in .onnx"),
+    (["export", "{model}", "out.tflite", "--format", "litert", "--native"],
+     "--native applies to --format savedmodel only"),
     (["export", "model.h5", "out"], "expected a file ending in .keras"),
     (["export", "missing.keras", "out"], "(no such file)"),
     (["export", "{model}", "{full}"], "a non-empty directory; choose a new or empty one"),

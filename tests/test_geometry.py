@@ -1,4 +1,4 @@
-"""Geometry: the textbook output-size formula and the padding spellings (README, "Semantics").
+"""Geometry: the textbook output-size formula and the padding spellings (docs/semantics.md).
 
 Sizes are checked against a brute-force count of window positions, not against the formula
 itself, so the formula is tested rather than restated.

@@ -1,5 +1,5 @@
 """Gradients: numerical checks in float64 for every op x padding mode x pooling mode, the max
-pooling tie rule (README, "Semantics"), and equality of eager / `tf.function` / `jit_compile=True`.
+pooling tie rule (docs/semantics.md), and equality of eager / `tf.function` / `jit_compile=True`.
 
 `tf.test.compute_gradient` differentiates numerically; every hand-written backward pass
 (composite, and the NumPy one behind `implementation="reference"`) must agree to < 1e-6.

@@ -61,6 +61,8 @@ def test_nn_normalises_once_and_calls_every_implementation_alike(implementation,
                                implementation=implementation) == "result"
     assert calls == [
         ("corr2d", ((2, 1), ((1, 1), (0, 1)), "reflect", "convolution", "channels_first"), {}),
-        ("max_pool2d", ((3, 3), (3, 3), ((1, 1), (1, 1)), "ignore", "channels_first"), {}),
-        ("mean_pool2d", ((2, 3), (1, 2), ((1, 0), (0, 2)), "zeros", "channels_first"), {}),
+        ("max_pool2d", ((3, 3), (3, 3), ((1, 1), (1, 1)), "ignore", "channels_first", False),
+         {}),
+        ("mean_pool2d", ((2, 3), (1, 2), ((1, 0), (0, 2)), "zeros", "channels_first", False),
+         {}),
     ]

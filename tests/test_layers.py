@@ -192,3 +192,69 @@ def test_default_data_format_follows_keras_setting():
     layer = L.CrossCorrelation2D(2, 3)
     assert layer.data_format == "channels_first"
     assert layer.compute_output_shape((None, 3, 8, 8)) == (None, 2, 6, 6)
+
+
+def adaptive_reference(output_size, data_format="channels_last", **_):
+    """PyTorch's definition cell by cell: the mean of rows floor(i*H/O) .. ceil((i+1)*H/O)-1."""
+    def fn(x, weights):
+        assert weights == []
+        x = _nhwc(x, data_format)
+        h, w = x.shape[1:3]
+        oh, ow = (output_size, output_size) if isinstance(output_size, int) else output_size
+        oh, ow = oh or h, ow or w
+        y = np.zeros((x.shape[0], oh, ow, x.shape[3]))
+        for i in range(oh):
+            r0, r1 = int(np.floor(i * h / oh)), int(np.ceil((i + 1) * h / oh))
+            for j in range(ow):
+                c0, c1 = int(np.floor(j * w / ow)), int(np.ceil((j + 1) * w / ow))
+                y[:, i, j] = x[:, r0:r1, c0:c1].mean(axis=(1, 2))
+        return _from_nhwc(y, data_format)
+    return fn
+
+
+# (config, input H x W): shrinking with overlapping bins, growing (1x1 -> 7x7 repeats the
+# cell), the identity, unequal sides, None (keep the width), channels_first
+ADAPTIVE_CASES = [
+    (dict(output_size=7), (9, 9)),
+    (dict(output_size=7), (1, 1)),
+    (dict(output_size=7), (7, 7)),
+    (dict(output_size=(3, 2)), (10, 5)),
+    (dict(output_size=(2, None)), (5, 3)),
+    (dict(output_size=6, data_format="channels_first"), (4, 13)),
+]
+
+
+@pytest.mark.parametrize("config, hw", ADAPTIVE_CASES,
+                         ids=[f"{_config_id(c)}-{h}x{w}" for c, (h, w) in ADAPTIVE_CASES])
+def test_adaptive_average_pooling_layer(config, hw, tmp_path):
+    data_format = config.get("data_format", "channels_last")
+    shape = (2,) + hw + (3,) if data_format == "channels_last" else (2, 3) + hw
+    run_layer_test(L.AdaptiveAveragePooling2D, config, shape, adaptive_reference(**config),
+                   tmp_path=tmp_path)
+
+
+@pytest.mark.parametrize("hw, out", [((1, 1), 7), ((9, 9), 7), ((7, 7), 7), ((13, 11), (6, 4)),
+                                     ((3, 5), (7, 8))])
+def test_adaptive_average_pooling_matches_torch(hw, out):
+    import torch_peer
+
+    torch = torch_peer.torch()
+    x = np.random.default_rng(3).standard_normal((2, 4) + hw).astype("float32")
+    theirs = torch.nn.functional.adaptive_avg_pool2d(torch.from_numpy(x), out).numpy()
+    ours = L.AdaptiveAveragePooling2D(out, data_format="channels_first")(x)
+    np.testing.assert_allclose(np.asarray(ours), theirs, rtol=1e-6, atol=1e-6)
+    if hw == (7, 7):
+        np.testing.assert_array_equal(np.asarray(ours), x)
+
+
+def test_adaptive_average_pooling_needs_a_static_size_and_a_valid_output_size():
+    with pytest.raises(ValueError, match="static spatial input size"):
+        L.AdaptiveAveragePooling2D(7)(keras.Input((None, None, 3)))
+    for value in (0, 2.5, "7", (7, 7, 7), (0, 3), True):
+        with pytest.raises(ValueError, match=r"Invalid value for argument `output_size`\. "
+                           r"Expected .* Received: output_size="):
+            L.AdaptiveAveragePooling2D(value)
+    assert L.AdaptiveAvgPool2D is L.AdaptiveAveragePooling2D
+    layer = L.AdaptiveAveragePooling2D((7, 7))
+    layer.build((None, 9, 9, 3))
+    assert layer.count_params() == 0 and layer.receptive_field() == ((3, 3), (1, 1))

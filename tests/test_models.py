@@ -11,13 +11,27 @@ CIFAR = ("resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
 TINY_SHAPES = {"lenet5": (28, 28, 1), "alexnet": (67, 67, 3)}
 # deeper copies of lenet5 / alexnet / vgg11 / googlenet / resnet18 / resnet50 / resnet20: the
 # slowest part of the matrix, marked so that `-m "not slow"` gives a quick run
-DEEPER = ("vgg13", "vgg16_c", "vgg16", "vgg19", "resnet34", "resnet101", "resnet152",
-          "resnet32", "resnet44", "resnet56", "resnet110")
+TORCHVISION_ONLY = ("resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2",
+                    "wide_resnet101_2")  # ResNet-50's blocks, grouped or wider
+DEEPER = ("vgg13", "vgg16_c", "vgg16", "vgg19", "vgg13_bn", "vgg16_bn", "vgg19_bn", "resnet34",
+          "resnet101", "resnet152", "resnet32", "resnet44", "resnet56", "resnet110") + TORCHVISION_ONLY
+# ResNeXt-101 and the Wide ResNets are ResNeXt-50's / ResNet-50's blocks at other widths and
+# depths (25-127 M parameters: minutes of the matrix for no new code); their parameter counts
+# are checked below and against torchvision in test_weights.py
+WIDE_COPIES = ("resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2")
 MATRIX = [pytest.param(n, marks=pytest.mark.slow) if n in DEEPER else n
-          for n in models.list_models()]
+          for n in models.list_models() if n not in WIDE_COPIES]
+# the layout and twin checks once per family: the deeper copies repeat the same blocks and
+# layers (their layers and data_format come from the same Net helper), and at 2-5 minutes of
+# CI for no new code path they stay in the matrix above only
+FAMILIES = [n for n in models.list_models() if n not in DEEPER or n == "resnext50_32x4d"]
 # the deepest copies (ResNet-101/152 repeat ResNet-50's bottleneck blocks, ResNet-110 ResNet-56's
-# basic ones) skip the matrix's train step: tracing it takes 10-20 s each and runs the same code
-NOT_TRAINED = ("resnet101", "resnet152", "resnet110")
+# basic ones) skip the matrix's train step, traced predict and .keras round trip: those take
+# 15-25 s each there and run the same code as their family's entry; an eager forward remains.
+# ResNeXt-50 (the grouped blocks' entry) skips the train step only: its trace is as slow, and
+# the grouped correlation's gradients are tested against torch in test_dilation_groups.py
+FORWARD_ONLY = ("resnet101", "resnet152", "resnet110")
+NOT_TRAINED = FORWARD_ONLY + TORCHVISION_ONLY
 
 
 def _tiny_shape(name):
@@ -33,8 +47,8 @@ def test_list_models():
     assert names == sorted(names)
     assert set(names) == {
         "lenet5", "alexnet", "vgg11", "vgg11_lrn", "vgg13", "vgg16_c", "vgg16", "vgg19",
-        "googlenet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet20",
-        "resnet32", "resnet44", "resnet56", "resnet110"}
+        "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn", "googlenet", "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnet20",
+        "resnet32", "resnet44", "resnet56", "resnet110", *TORCHVISION_ONLY}
 
 
 def test_get_model_unknown_name_lists_the_valid_ones():
@@ -55,9 +69,12 @@ def test_model_matrix(name, tmp_path):
     model = models.get_model(name, input_shape=shape, num_classes=3)
     assert model.name == name
     x = np.random.default_rng(0).uniform(size=(2,) + shape).astype("float32")
-    probs = np.asarray(model.predict_on_batch(x))
+    probs = np.asarray(model(x, training=False) if name in FORWARD_ONLY
+                       else model.predict_on_batch(x))
     assert probs.shape == (2, 3)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    if name in FORWARD_ONLY:
+        return
     if name not in NOT_TRAINED:
         model.compile(optimizer=keras.optimizers.SGD(0.01),
                       loss="sparse_categorical_crossentropy")
@@ -76,7 +93,7 @@ def test_model_matrix(name, tmp_path):
                                   np.asarray(model(x, training=False)))
 
 
-@pytest.mark.parametrize("name", [n for n in models.list_models()])
+@pytest.mark.parametrize("name", FAMILIES)
 def test_textbook_and_keras_layers_have_the_same_parameters(name):
     shape = _tiny_shape(name)
     textbook = models.get_model(name, input_shape=shape, num_classes=7)
@@ -90,7 +107,7 @@ def _channels_first(shape):
     return (shape[2], shape[0], shape[1])
 
 
-@pytest.mark.parametrize("name", MATRIX)
+@pytest.mark.parametrize("name", FAMILIES)
 def test_channels_first(name):
     """Every model in channels_first (from `keras.config.image_data_format()`, as
     keras.applications reads it) has the same weights as its channels_last twin and, given
@@ -139,12 +156,35 @@ PAPER_COUNTS = [
     ("resnet18", 11_689_512), ("resnet34", 21_797_672), ("resnet50", 25_557_032),
     ("resnet101", 44_549_160), ("resnet152", 60_192_808),
     ("alexnet", 62_378_344), ("googlenet", 6_998_552),
+    # torchvision's vgg*_bn (test_weights_torchvision compares with torchvision's models too)
+    ("vgg11_bn", 132_868_840), ("vgg13_bn", 133_053_736), ("vgg16_bn", 138_365_992),
+    ("vgg19_bn", 143_678_248),
+    # torchvision's (test_weights compares them with torchvision's models too)
+    pytest.param("resnext50_32x4d", 25_028_904, marks=pytest.mark.slow),
+    pytest.param("resnext101_32x8d", 88_791_336, marks=pytest.mark.slow),
+    pytest.param("resnext101_64x4d", 83_455_272, marks=pytest.mark.slow),
+    pytest.param("wide_resnet50_2", 68_883_240, marks=pytest.mark.slow),
+    pytest.param("wide_resnet101_2", 126_886_696, marks=pytest.mark.slow),
 ]
 
 
 @pytest.mark.parametrize("name,count", PAPER_COUNTS)
 def test_paper_parameter_counts(name, count):
     model = models.get_model(name)  # the paper's input; built, never run
+    assert _trainable(model) == count
+
+
+# variant="torchvision" at 224x224x3 / 1000 classes: torchvision's counts (sum(p.numel()))
+TORCHVISION_COUNTS = [
+    ("vgg11", {}, 132_863_336), ("vgg16_bn", {}, 138_365_992),
+    ("alexnet", {}, 61_100_840), ("googlenet", {}, 6_624_904),
+    ("googlenet", dict(aux_classifiers=True), 13_004_888),  # aux_logits=True
+]
+
+
+@pytest.mark.parametrize("name,kwargs,count", TORCHVISION_COUNTS)
+def test_torchvision_variant_parameter_counts(name, kwargs, count):
+    model = models.get_model(name, variant="torchvision", layers="keras", **kwargs)
     assert _trainable(model) == count
 
 

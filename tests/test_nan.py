@@ -1,4 +1,4 @@
-"""NaN in every op and every implementation (README, "Semantics": NaN).
+"""NaN in every op and every implementation (docs/semantics.md: NaN).
 
 Cross-correlation and mean pooling propagate NaN to exactly the outputs whose window reads a
 NaN cell. Max pooling follows NumPy, PyTorch and IEEE 754's maximum: a window holding NaN gives

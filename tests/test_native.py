@@ -14,32 +14,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from native_layouts import ALGO_ENV, algo, from_format, to_format  # noqa: F401 (algo: a fixture)
 from keras_cnn_ext.ops import native, native_config
 from keras_cnn_ext.ops import reference
 
 requires_native = pytest.mark.skipif(not native.available(), reason=f"{native.status()}")
-ALGO_ENV = "KERAS_CNN_EXT_NATIVE_CPU_ALGO"
 
 X = np.array([[3, 2, 0, 1], [0, 2, 1, 2], [2, 0, 0, 3], [2, 3, 1, 2]], dtype=np.float32)
 W = np.array([[2, 1, 2], [0, 0, 3], [0, 0, 2]], dtype=np.float32)
-
-
-@pytest.fixture(params=["fast", "direct"])
-def algo(request, monkeypatch):
-    if request.param == "direct":
-        monkeypatch.setenv(ALGO_ENV, "direct")
-    else:
-        monkeypatch.delenv(ALGO_ENV, raising=False)
-    return request.param
-
-
-def _to_format(a, data_format):
-    return a if data_format == "channels_last" else np.transpose(a, (0, 3, 1, 2))
-
-
-def _from_format(a, data_format):
-    a = np.asarray(a)
-    return a if data_format == "channels_last" else np.transpose(a, (0, 2, 3, 1))
 
 
 # ----------------------------------------------------------------------------- loader
@@ -166,18 +148,18 @@ def test_corr2d_matches_reference_on_random_geometries(algo):
         n, h, w, c, f, kh, kw, strides, pads, pmode, mode, fmt = case = _corr_case(rng)
         x = rng.standard_normal((n, h, w, c))
         k = rng.standard_normal((kh, kw, c, f))
-        xt = tf.constant(_to_format(x, fmt))
+        xt = tf.constant(to_format(x, fmt))
         kt = tf.constant(k)
         with tf.GradientTape() as tape:
             tape.watch([xt, kt])
             y = native.corr2d(xt, kt, strides, pads, pmode, mode, fmt)
         expected = reference.corr2d(x, k, strides, pads, padding_mode=pmode, mode=mode)
-        np.testing.assert_allclose(_from_format(y, fmt), expected, rtol=1e-10, atol=1e-10,
+        np.testing.assert_allclose(from_format(y, fmt), expected, rtol=1e-10, atol=1e-10,
                                    err_msg=str(case))
         g = rng.standard_normal(expected.shape)
-        dx, dk = tape.gradient(y, [xt, kt], output_gradients=tf.constant(_to_format(g, fmt)))
+        dx, dk = tape.gradient(y, [xt, kt], output_gradients=tf.constant(to_format(g, fmt)))
         rdx, rdk = reference.corr2d_grad(x, k, g, strides, pads, padding_mode=pmode, mode=mode)
-        np.testing.assert_allclose(_from_format(dx, fmt), rdx, rtol=1e-10, atol=1e-10,
+        np.testing.assert_allclose(from_format(dx, fmt), rdx, rtol=1e-10, atol=1e-10,
                                    err_msg=str(case))
         np.testing.assert_allclose(dk, rdk, rtol=1e-10, atol=1e-10, err_msg=str(case))
 
@@ -188,17 +170,17 @@ def _check_pool_against_reference(kind, x, g_rng, window, strides, pads, pmode, 
     op = native.max_pool2d if kind == "max" else native.mean_pool2d
     ref = reference.max_pool2d if kind == "max" else reference.mean_pool2d
     ref_grad = reference.max_pool2d_grad if kind == "max" else reference.mean_pool2d_grad
-    xt = tf.constant(_to_format(x, fmt))
+    xt = tf.constant(to_format(x, fmt))
     with tf.GradientTape() as tape:
         tape.watch(xt)
         y = op(xt, window, strides, pads, pmode, fmt)
     expected = ref(x, window, strides, pads, padding_mode=pmode)
-    np.testing.assert_allclose(_from_format(y, fmt), expected, rtol=1e-12, atol=1e-12,
+    np.testing.assert_allclose(from_format(y, fmt), expected, rtol=1e-12, atol=1e-12,
                                err_msg=str(case))
     g = g_rng.standard_normal(expected.shape)
-    dx = tape.gradient(y, xt, output_gradients=tf.constant(_to_format(g, fmt)))
+    dx = tape.gradient(y, xt, output_gradients=tf.constant(to_format(g, fmt)))
     rdx = ref_grad(x, g, window, strides, pads, padding_mode=pmode)
-    np.testing.assert_allclose(_from_format(dx, fmt), rdx, rtol=1e-12, atol=1e-12,
+    np.testing.assert_allclose(from_format(dx, fmt), rdx, rtol=1e-12, atol=1e-12,
                                err_msg=str(case))
 
 
@@ -264,7 +246,7 @@ def test_corr2d_numerical_gradient(pmode, mode, rng):
 def test_pooling_numerical_gradient(pmode, kind, fmt, rng):
     # distinct values at least 0.05 apart and away from 0, so no kink lies within the step
     values = (rng.permutation(2 * 6 * 7 * 2) - 40.5) * 0.05
-    x = tf.constant(_to_format(values.reshape(2, 6, 7, 2), fmt))
+    x = tf.constant(to_format(values.reshape(2, 6, 7, 2), fmt))
     op = native.max_pool2d if kind == "max" else native.mean_pool2d
     _numeric_check(lambda a: op(a, (3, 2), (2, 1), ((1, 2), (1, 1)), pmode, fmt), [x])
 
@@ -407,7 +389,7 @@ def test_native_matches_composite_float32():
     rng = np.random.default_rng(5)
     for _ in range(60):
         n, h, w, c, f, kh, kw, strides, pads, pmode, mode, fmt = case = _corr_case(rng)
-        x = tf.constant(_to_format(rng.standard_normal((n, h, w, c)), fmt), tf.float32)
+        x = tf.constant(to_format(rng.standard_normal((n, h, w, c)), fmt), tf.float32)
         k = tf.constant(rng.standard_normal((kh, kw, c, f)), tf.float32)
         outs = []
         for impl in (native, composite):
@@ -419,7 +401,7 @@ def test_native_matches_composite_float32():
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg=str(case))
     for _ in range(60):
         n, h, w, c, window, strides, pads, pmode, fmt = case = _pool_case(rng)
-        x = tf.constant(_to_format(rng.standard_normal((n, h, w, c)), fmt), tf.float32)
+        x = tf.constant(to_format(rng.standard_normal((n, h, w, c)), fmt), tf.float32)
         for name in ("max_pool2d", "mean_pool2d"):
             outs = []
             for impl in (native, composite):
@@ -453,7 +435,7 @@ def test_cuda_selftest_runs_on_gpu(tmp_path):
 
 
 # ----------------------------------------------------------------------------- NaN in max pooling
-# The rule (README "Semantics"): NaN ranks above every number, so a window holding NaN gives NaN;
+# The rule (docs/semantics.md): NaN ranks above every number, so a window holding NaN gives NaN;
 # the first NaN cell in row-major window order wins and receives the gradient (the first maximal
 # cell without NaN). "zeros": padded cells are 0 and take part; "ignore": they never win.
 
@@ -461,13 +443,13 @@ NAN = np.nan
 
 
 def _max_pool_with_grad(x, window, strides, pads, pmode, fmt, g, dtype):
-    xt = tf.constant(_to_format(x, fmt), dtype)
+    xt = tf.constant(to_format(x, fmt), dtype)
     with tf.GradientTape() as tape:
         tape.watch(xt)
         y = native.max_pool2d(xt, window, strides, pads, pmode, fmt)
-    dx = tape.gradient(y, xt, output_gradients=tf.constant(_to_format(g, fmt), dtype))
-    return (_from_format(tf.cast(y, tf.float64), fmt),
-            _from_format(tf.cast(dx, tf.float64), fmt))
+    dx = tape.gradient(y, xt, output_gradients=tf.constant(to_format(g, fmt), dtype))
+    return (from_format(tf.cast(y, tf.float64), fmt),
+            from_format(tf.cast(dx, tf.float64), fmt))
 
 
 @requires_native

@@ -1,6 +1,6 @@
 """Tests of the native build's shared definitions (`keras_cnn_ext/ops/native_config.py`), the
 build's failure record and the loader's report of it. The real builds (`pip install .`,
-`pip install -e .`) take minutes and are verified outside the suite (README "Native ops")."""
+`pip install -e .`) take minutes and are verified outside the suite (docs/native-ops.md)."""
 
 import json
 import os

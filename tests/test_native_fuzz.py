@@ -1,8 +1,10 @@
 """Raw-op fuzz test of the compiled custom ops: >= 500 random attribute / shape combinations per
 op (window, stride, padding in [-2, 70]; dimensions in {0, 1, 2, 7, 65534}; wrong attribute
-lengths; gradient tensors and size vectors of the wrong shape), run in child processes so that an
+lengths; gradient tensors and size vectors of the wrong shape; for the correlation ops random valid
+and invalid `dilations` and `groups` in every case), run in child processes so that an
 abort or a crash is seen as an exit code. Every case must return a tensor of the predicted shape
 or raise InvalidArgumentError, and the prediction (valid or not) must match the op's decision.
+The pooling ops run another >= 500 cases each with `ceil_mode=True` (PyTorch's rounding).
 """
 
 import json
@@ -14,8 +16,11 @@ import numpy as np
 import pytest
 
 CASES_PER_OP = 520
+CEIL_CASES_PER_OP = 520   # the pooling ops again, with ceil_mode=True
+POOL_OPS = ("max_pool2d", "max_pool2d_grad", "mean_pool2d", "mean_pool2d_grad")
 OPS = ("corr2d", "corr2d_backprop_input", "corr2d_backprop_filter", "max_pool2d",
        "max_pool2d_grad", "mean_pool2d", "mean_pool2d_grad")
+CORR_OPS = OPS[:3]
 DIMS = (0, 1, 2, 7, 65534)
 MAX_ELEMENTS = (1 << 31) - 1
 ALLOC_LIMIT = 400_000      # elements of any tensor a case may allocate
@@ -25,7 +30,7 @@ WORK_LIMIT = 20_000_000    # multiply-adds of a correlation case
 # ----------------------------------------------------------------------------- prediction
 
 
-def _axis(size, k, s, before, after, pmode, pooling):
+def _axis(size, k, s, before, after, pmode, pooling, ceil_mode=False):
     if k < 1:
         return None
     if pooling and size < 1:
@@ -37,6 +42,9 @@ def _axis(size, k, s, before, after, pmode, pooling):
     padded = size + before + after
     if padded < k:
         return None
+    if ceil_mode:  # PyTorch: ceil, then no last window starting in the after-padding
+        out = -(-(padded - k) // s) + 1
+        return out - 1 if (out - 1) * s >= size + before else out
     return (padded - k) // s + 1
 
 
@@ -49,12 +57,27 @@ def _join(fmt, n, h, w, c):
     return [n, h, w, c] if fmt == "NHWC" else [n, c, h, w]
 
 
+def _extent(k, d):
+    """The dilated kernel's extent, or None when it exceeds the ops' 2^31-1 limit."""
+    if k < 1 or d == 1:
+        return k
+    e = d * (k - 1) + 1
+    return e if e <= MAX_ELEMENTS else None
+
+
 def predict(case):
     """The output shape the op must produce, or None when it must raise InvalidArgumentError."""
     a = case["attrs"]
     pooling = "pool" in case["op"]
     if len(a["strides"]) != 2 or min(a["strides"]) < 1:
         return None
+    dh = dw = groups = 1
+    if "dilations" in a:
+        if len(a["dilations"]) != 2 or not all(1 <= d <= MAX_ELEMENTS for d in a["dilations"]):
+            return None
+        if not 1 <= a["groups"] <= MAX_ELEMENTS:
+            return None
+        (dh, dw), groups = a["dilations"], a["groups"]
     if len(a["pads"]) != 4 or min(a["pads"]) < 0:
         return None
     if pooling:
@@ -84,11 +107,17 @@ def predict(case):
         f = c
     else:
         ks = shapes["sizes"] if op == "corr2d_backprop_filter" else shapes["kernel"]
-        if len(ks) != 4 or min(ks) < 0 or ks[2] != c:
+        if len(ks) != 4 or min(ks) < 0:
+            return None
+        if c % groups or ks[3] % groups or ks[2] * groups != c:
             return None
         kh, kw, _, f = ks
-    oh = _axis(h, kh, sh, t, b, a["padding_mode"], pooling)
-    ow = _axis(w, kw, sw, l, r, a["padding_mode"], pooling)
+        kh, kw = _extent(kh, dh), _extent(kw, dw)
+        if kh is None or kw is None:
+            return None
+    ceil_mode = bool(a.get("ceil_mode", False))
+    oh = _axis(h, kh, sh, t, b, a["padding_mode"], pooling, ceil_mode)
+    ow = _axis(w, kw, sw, l, r, a["padding_mode"], pooling, ceil_mode)
     if oh is None or ow is None:
         return None
     y = _join(fmt, n, oh, ow, f)
@@ -130,10 +159,14 @@ def _elements(shape):
     return int(np.prod(shape, dtype=np.float64)) if shape else 1
 
 
-def make_case(op, rng):
+def make_case(op, rng, ceil_mode=False, geometry=False):
+    """A random case of `op`; `ceil_mode`: a pooling case with PyTorch's rounding; `geometry`: a
+    correlation case with `dilations` and `groups` (else the ops' defaults)."""
     pooling = "pool" in op
     fmt = "NHWC" if rng.random() < 0.7 else "NCHW"
     attrs = {"strides": _list(rng, 2), "pads": _list(rng, 4), "data_format": fmt}
+    if ceil_mode:
+        attrs["ceil_mode"] = True
     if rng.random() < 0.5:  # mostly small, valid-looking geometry
         attrs["strides"] = [int(rng.integers(1, 4)) for _ in range(2)]
         attrs["pads"] = [int(rng.integers(0, 3)) for _ in range(4)]
@@ -144,7 +177,21 @@ def make_case(op, rng):
     else:
         attrs["padding_mode"] = str(rng.choice(["zeros", "replicate", "reflect"]))
         attrs["mode"] = str(rng.choice(["cross_correlation", "convolution"]))
+    if geometry:
+        u = rng.random()
+        attrs["dilations"] = ([1, 1] if u < 0.3 else
+                              [int(rng.integers(1, 3)) for _ in range(2)] if u < 0.75 else
+                              [int(rng.choice([1, 2, 2 ** 30, 2 ** 31])), 1] if u < 0.8 else
+                              _list(rng, 2))
     x = _shape(rng)
+    if ceil_mode and rng.random() < 0.6:
+        # ceil_mode cases lean to valid geometry (its rounding is what they test): windows of
+        # 1-4, each pad side below the window, small non-empty sizes
+        attrs["ksize"] = [int(rng.integers(1, 5)) for _ in range(2)]
+        attrs["strides"] = [int(rng.integers(1, 5)) for _ in range(2)]
+        k = attrs["ksize"]
+        attrs["pads"] = [int(rng.integers(0, k[i // 2])) for i in range(4)]
+        x = [int(rng.integers(1, 9)) for _ in range(4)]
     shapes = {}
     if op in ("corr2d", "corr2d_backprop_filter", "max_pool2d", "max_pool2d_grad",
               "mean_pool2d"):
@@ -157,9 +204,28 @@ def make_case(op, rng):
         kh, kw = (max(0, v) for v in (_val(rng), _val(rng)))
         if rng.random() < 0.5:
             kh, kw = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    if not pooling and geometry:
+        # groups: mostly a divisor of the channels (depthwise among them), sometimes not, sometimes
+        # out of range; rarely 1 together with dilation 1 (the other cases have those)
+        divisors = [g for g in (1, 2, 7) if c % g == 0 and g <= max(c, 1)]
+        u = rng.random()
+        groups = (int(rng.choice(divisors)) if u < 0.75 else int(rng.choice([2, 3, 7])) if u < 0.88
+                  else int(rng.choice([0, -1, 4, 65534, 2 ** 31])))
+        if groups == 1 and attrs["dilations"] == [1, 1] and rng.random() < 0.95:
+            if len(divisors) > 1:
+                groups = int(rng.choice(divisors[1:]))
+            else:
+                attrs["dilations"] = [int(rng.integers(1, 3)), 2]
+        attrs["groups"] = groups
+        f = int(rng.choice(DIMS[:4]))
+        if groups >= 1 and rng.random() < 0.9:
+            f = groups * int(rng.choice([0, 1, 2, 3]))  # filters divisible by groups
+            if c % groups == 0:
+                c //= groups  # per-group kernel channels
+    if not pooling:
         if rng.random() < 0.1:
             c = int(rng.choice(DIMS[:4]))  # channel mismatch
-        kernel = [kh, kw, c, int(rng.choice(DIMS[:4]))]
+        kernel = [kh, kw, c, f if geometry else int(rng.choice(DIMS[:4]))]
         if op == "corr2d_backprop_filter":
             shapes["sizes"] = kernel
         else:
@@ -211,13 +277,17 @@ def affordable(case, expected):
     return True
 
 
-def generate(seed, per_op=CASES_PER_OP):
+def generate(seed, per_op=CASES_PER_OP, ceil_per_op=CEIL_CASES_PER_OP):
     rng = np.random.default_rng(seed)
     cases = []
-    for op in OPS:
+    # every op with its default geometry, the pooling ops with ceil_mode, then the correlation
+    # ops with dilations and groups
+    for op, ceil_mode, geometry, n in ([(op, False, False, per_op) for op in OPS]
+                                       + [(op, True, False, ceil_per_op) for op in POOL_OPS]
+                                       + [(op, False, True, per_op) for op in CORR_OPS]):
         count = 0
-        while count < per_op:
-            case = make_case(op, rng)
+        while count < n:
+            case = make_case(op, rng, ceil_mode, geometry)
             expected = predict(case)
             if not affordable(case, expected):
                 continue
@@ -298,6 +368,8 @@ def test_fuzz_raw_ops_never_abort():
         return batch, proc
 
     aborts, problems, counts = [], [], {"ok": 0, "invalid": 0}
+    ceil_counts = {op: {"ok": 0, "invalid": 0} for op in POOL_OPS}
+    new_attrs = {"ok": 0, "invalid": 0}  # correlation cases with dilation or groups != 1
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
         for batch, proc in pool.map(run, enumerate(batches)):
             if proc.returncode != 0:
@@ -311,15 +383,29 @@ def test_fuzz_raw_ops_never_abort():
                     problems.append((case, value))
                     continue
                 counts[kind] += 1
+                if case["attrs"].get("ceil_mode"):
+                    ceil_counts[case["op"]][kind] += 1
+                a = case["attrs"]
+                if "dilations" in a and (a["dilations"] != [1, 1] or a["groups"] != 1):
+                    new_attrs[kind] += 1
                 if kind == "ok" and value != case["expected"]:
                     problems.append((case, f"returned shape {value}"))
                 if kind == "invalid" and case["expected"] is not None:
                     problems.append((case, "raised InvalidArgumentError for a valid case"))
-    print(f"fuzz: {len(cases)} cases ({CASES_PER_OP} per op), {counts['ok']} ok, "
-          f"{counts['invalid']} InvalidArgumentError, {len(aborts)} aborts")
+    print(f"fuzz: {len(cases)} cases ({CASES_PER_OP} per op, the correlation ops twice: with "
+          f"and without dilations/groups, the pooling ops twice: with and without ceil_mode), "
+          f"{counts['ok']} ok, {counts['invalid']} InvalidArgumentError, {len(aborts)} aborts; "
+          f"with dilation or groups != 1: {new_attrs['ok']} ok, {new_attrs['invalid']} "
+          "InvalidArgumentError; ceil_mode=True: "
+          + ", ".join(f"{op} {c['ok']} ok / {c['invalid']} invalid"
+                      for op, c in ceil_counts.items()))
     assert not aborts, aborts[:1]
     assert not problems, problems[:5]
     assert counts["ok"] > 0.1 * len(cases) and counts["invalid"] > 0.1 * len(cases)
+    for op, c in ceil_counts.items():  # every ceil_mode case ran, both outcomes among them
+        assert c["ok"] + c["invalid"] == CEIL_CASES_PER_OP and min(c.values()) > 50, (op, c)
+    # at least 500 cases per correlation op with the new attributes, valid ones among them
+    assert sum(new_attrs.values()) >= 3 * 500 and new_attrs["ok"] >= 0.1 * 3 * 500, new_attrs
 
 
 if __name__ == "__main__" and "--child" in sys.argv:

@@ -1,4 +1,4 @@
-"""The README's map from each op to its tests ("Tests of each op") stays true: every file it
+"""The map from each op to its tests ("Tests of each op") stays true: every file it
 names exists and every `-k` expression selects tests of that file."""
 
 import ast
@@ -12,8 +12,8 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _rows():
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split("### Tests of each op", 1)[1].split("\n#", 1)[0]
+    text = (ROOT / "docs" / "testing.md").read_text(encoding="utf-8")
+    section = text.split("\n## Tests of each op", 1)[1].split("\n#", 1)[0]
     rows = []
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -42,7 +42,7 @@ def test_the_map_is_there():
 def test_every_row_selects_tests(files, expression):
     for name in files:
         path = ROOT / "tests" / name
-        assert path.exists(), f"README names tests/{name}, which does not exist"
+        assert path.exists(), f"docs/testing.md names tests/{name}, which does not exist"
         names = _test_names(path)
         assert names, f"tests/{name} has no tests"
         if expression is None:

@@ -183,3 +183,35 @@ def test_bad_arguments():
         HyperVGG((None, 28, 1), 10)
     with pytest.raises(ValueError, match="Received: num_classes=1"):
         HyperResNet((28, 28, 1), 1)
+
+
+def test_fit_makes_the_training_variables_first_and_traces_the_train_step_once():
+    # issue 20: made lazily inside the first trace, the optimizer's slots made TensorFlow trace
+    # the train step a second time (2 traces per trial; measured, docs/tuning-soak.md)
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_cnn_ext.tuning import overhead
+    from keras_cnn_ext.tuning.base import build_training_state
+
+    rng = np.random.default_rng(0)
+    x = rng.random((16, 12, 12, 1), dtype=np.float32)
+    y = rng.integers(0, 10, 16)
+    data = tf.data.Dataset.from_tensor_slices((x, y)).batch(8)
+    hm = HyperLeNet((12, 12, 1), 10)
+    hp = _hp(optimizer="adam")
+    model = hm.build(hp)
+    assert build_training_state(model, x) is False  # arrays: Keras builds lazily, as before
+    assert not model.optimizer.built
+    traces = []
+    step = model.train_step
+    model.train_step = lambda batch: traces.append(batch) or step(batch)
+    clock = overhead.TrialClock()
+    clock.trial_begins()
+    hm.fit(hp, model, data, epochs=1, verbose=0, callbacks=[clock])
+    record = clock.trial_ends()
+    assert len(traces) == 1
+    # Adam: iterations, learning rate, and two slots per trainable variable
+    assert len(model.optimizer.variables) == 2 + 2 * len(model.trainable_variables)
+    assert record["compile_s"] > 0  # counted as the trial's compile, not as "other"
+    assert build_training_state(model, data) is False  # built already: nothing to do

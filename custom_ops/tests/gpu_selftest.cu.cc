@@ -76,19 +76,23 @@ constexpr kce::gpu::DType Tag() { return sizeof(T) == 8 ? kce::gpu::kF64 : kce::
 template <typename T>
 void CorrCase() {
   kce::CorrParams p;
-  p.N = Rand(1, 2); p.H = Rand(1, 9); p.W = Rand(1, 9); p.C = Rand(1, 3); p.F = Rand(1, 3);
+  // groups (depthwise and channel multipliers included) and dilations
+  p.G = Rand(1, 3); p.Cg = Rand(1, 3); p.Fg = Rand(1, 3);
+  p.N = Rand(1, 2); p.H = Rand(1, 9); p.W = Rand(1, 9); p.C = p.G * p.Cg; p.F = p.G * p.Fg;
   p.KH = Rand(1, 4); p.KW = Rand(1, 4); p.sh = Rand(1, 3); p.sw = Rand(1, 3);
+  p.dh = Rand(1, 3); p.dw = Rand(1, 3);
   p.mode = static_cast<int>(Rand(0, 2));
   p.flip = Rand(0, 1);
   const i64 lh = p.mode == kce::kReflect ? p.H - 1 : 3, lw = p.mode == kce::kReflect ? p.W - 1 : 3;
   p.pt = Rand(0, lh); p.pb = Rand(0, lh); p.pl = Rand(0, lw); p.pr = Rand(0, lw);
-  if (p.H + p.pt + p.pb < p.KH || p.W + p.pl + p.pr < p.KW) return;
-  p.OH = (p.H + p.pt + p.pb - p.KH) / p.sh + 1;
-  p.OW = (p.W + p.pl + p.pr - p.KW) / p.sw + 1;
+  const i64 eh = p.dh * (p.KH - 1) + 1, ew = p.dw * (p.KW - 1) + 1;  // dilated extents
+  if (p.H + p.pt + p.pb < eh || p.W + p.pl + p.pr < ew) return;
+  p.OH = (p.H + p.pt + p.pb - eh) / p.sh + 1;
+  p.OW = (p.W + p.pl + p.pr - ew) / p.sw + 1;
   const bool cl = Rand(0, 1);
   p.xl = kce::MakeLayout(cl, p.H, p.W, p.C);
   p.yl = kce::MakeLayout(cl, p.OH, p.OW, p.F);
-  const i64 nx = p.N * p.H * p.W * p.C, nw = p.KH * p.KW * p.C * p.F, ny = p.N * p.OH * p.OW * p.F;
+  const i64 nx = p.N * p.H * p.W * p.C, nw = p.KH * p.KW * p.Cg * p.F, ny = p.N * p.OH * p.OW * p.F;
   auto x = Random<T>(nx), w = Random<T>(nw), dy = Random<T>(ny);
   Dev<T> dx_(x), dw_(w), ddy(dy), y(ny), dx(nx), dwo(nw);
   kce::gpu::CorrForward(nullptr, Tag<T>(), p, dx_.ptr, dw_.ptr, y.ptr);

@@ -10,10 +10,18 @@ Conventions (the way timm's `train.py` and the Keras callbacks read):
 * a bad name or flag value exits with code 2 and a message listing the valid choices
   (`UsageError`, or argparse's own checks);
 * no traceback unless `--debug` is given;
+* a command prints its own output only: TensorFlow's C++/absl and Python log lines are hidden
+  unless `--debug` or `-v` / `--show-logs` is given (`keras_cnn_ext._logs`);
+* the same flag for the same thing everywhere (`_args.add_output`, `add_dataset`, ...);
+* a TensorFlow-only feature (export, --strategy, a distributed search) under another Keras
+  backend is a usage error too: exit code 2, naming the backend (`TensorFlowOnlyError`);
+* a command that writes a folder holds its lock while it runs (`keras_cnn_ext.training.lock`):
+  a second process on the same folder exits with code 2, naming the holder's pid and host;
 * a command that writes files writes them into one output folder and says where.
 """
 
 import argparse
+import contextlib
 import importlib
 import sys
 
@@ -23,6 +31,7 @@ COMMANDS = (
     ("evaluate", "evaluate"),
     ("tune", "tune"),
     ("export", "export"),
+    ("convert", "convert"),
     ("summary", "summary"),
     ("explain", "explain"),
     ("info", "info"),
@@ -48,22 +57,32 @@ def build_parser():
         description="Textbook-exact convolutional networks for Keras 3 / TensorFlow.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--debug", action="store_true",
-                        help="show the full traceback when a command fails")
+    from keras_cnn_ext.cli import _args
+
+    _args.add_log_flags(parser, top_level=True)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
     for _, module in COMMANDS:
         importlib.import_module(f"keras_cnn_ext.cli.{module}").add_parser(subparsers)
+    for sub in subparsers.choices.values():
+        _args.add_log_flags(sub)
     return parser
 
 
 def main(argv=None):
     """Runs the command line; returns the exit code (0 success, 1 failure, 2 usage error)."""
+    from keras_cnn_ext import _logs
+    from keras_cnn_ext._backend import TensorFlowOnlyError
+    from keras_cnn_ext.training.lock import FolderLockedError
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet = _logs.quiet_python_logs() if not (args.debug or args.show_logs) else \
+        contextlib.nullcontext()
     try:
-        return int(args.func(args) or 0)
-    except UsageError as exc:
+        with quiet:
+            return int(args.func(args) or 0)
+    except (UsageError, FolderLockedError, TensorFlowOnlyError) as exc:
         if args.debug:
             raise
         parser.exit(2, f"keras-cnn-ext {args.command}: error: {exc}\n")

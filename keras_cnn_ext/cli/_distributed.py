@@ -5,17 +5,17 @@ from keras_cnn_ext.cli import UsageError, choice_error
 ROLES = ("chief", "worker")
 
 EPILOG = """\
-distributed search (one chief, any number of workers; the same command and --directory on a
+distributed search (one chief, any number of workers; the same command and --output on a
 shared file system everywhere, plus):
-  keras-cnn-ext tune lenet5 --max-trials 20 --directory /shared/tune/lenet \\
+  keras-cnn-ext tune lenet5 --max-trials 20 --output /shared/tune/lenet \\
       --distributed chief --oracle 0.0.0.0:8000 --workers tuner0,tuner1
-  keras-cnn-ext tune lenet5 --max-trials 20 --directory /shared/tune/lenet \\
+  keras-cnn-ext tune lenet5 --max-trials 20 --output /shared/tune/lenet \\
       --distributed worker --oracle chief-host:8000 --tuner-id tuner0
 The chief runs no trial: it serves the oracle, then writes the results. Instead of the flags,
 KerasTuner's variables KERASTUNER_TUNER_ID, KERASTUNER_ORACLE_IP, KERASTUNER_ORACLE_PORT work
 too. A worker silent for --heartbeat-timeout seconds is declared lost and its trial is run by
 another; the chief gives up after --worker-timeout seconds without a live worker; a worker
-gives up after --connect-timeout seconds without a chief. See README, "Scaling out".
+gives up after --connect-timeout seconds without a chief. See docs/scaling-out.md.
 """
 
 

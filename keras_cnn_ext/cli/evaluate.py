@@ -3,7 +3,9 @@
 import argparse
 import json
 
-from keras_cnn_ext.cli._args import add_data_dir, check_dataset, positive_int
+from keras_cnn_ext.cli._args import (
+    add_batch_size, add_data_dir, add_dataset, check_dataset, positive_int,
+)
 
 EPILOG = """\
 examples:
@@ -21,10 +23,10 @@ def add_parser(subparsers):
         description="Evaluate a saved .keras model (loss, accuracy) on a data set split.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL.keras", help="a model saved by train (model.keras)")
-    p.add_argument("--dataset", "-d", default="digits", help="data set name (default digits)")
+    add_dataset(p)
     p.add_argument("--split", default="test",
                    help="split to evaluate: test (default), validation, train, or a tfds slice")
-    p.add_argument("--batch-size", "-b", type=positive_int, default=128)
+    add_batch_size(p, default=128)
     p.add_argument("--max-examples", type=positive_int, metavar="N",
                    help="evaluate at most N examples")
     add_data_dir(p)

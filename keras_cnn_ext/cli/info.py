@@ -45,6 +45,7 @@ def collect():
         "platform": platform.platform(),
         "tensorflow": tf.__version__,
         "keras": _version("keras"),
+        "keras_backend": kce._backend.backend(),  # KERAS_BACKEND; export, tf.distribute: TF
         "numpy": _version("numpy"),
         "tensorflow_datasets": _version("tensorflow_datasets"),
         "keras_tuner": _version("keras_tuner"),

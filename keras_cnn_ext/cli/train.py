@@ -1,13 +1,17 @@
 """`keras-cnn-ext train MODEL --dataset NAME`: a thin shell over `keras_cnn_ext.training.train`."""
 
 import argparse
+import contextlib
+import os
 
-from keras_cnn_ext.cli import UsageError, choice_error
+from keras_cnn_ext.cli import UsageError
 from keras_cnn_ext.cli._args import (
-    add_data_dir, check_dataset, check_model, input_shape, positive_float, positive_int,
+    add_batch_size, add_data_dir, add_dataset, add_output, add_seed, check_dataset, check_model,
+    input_shape, positive_float, positive_int,
 )
-from keras_cnn_ext.training_config import (
+from keras_cnn_ext.training.config import (
     AUGMENTATIONS, DEFAULTS, IMPLEMENTATIONS, LAYERS, OPTIMIZERS, SCHEDULES, STRATEGIES,
+    WEIGHT_VARIANTS,
 )
 
 EPILOG = """\
@@ -17,6 +21,8 @@ examples:
   keras-cnn-ext train lenet5 --output runs/lenet --resume   # continue a killed run
   keras-cnn-ext train resnet20 --dataset cifar10 --augment crop_flip --epochs 50 \\
       --data-dir ~/tensorflow_datasets
+  keras-cnn-ext convert resnet18 resnet18.pth -o r18.keras --input-shape 64,64,3
+  keras-cnn-ext train resnet18 --weights r18.keras --freeze-backbone   # fine-tune the head
   keras-cnn-ext train lenet5 --strategy mirrored --cpu-replicas 2 -b 16   # 2 replicas, 32/step
   TF_CONFIG='{"cluster": {"worker": ["host0:2222", "host1:2222"]}, "task": {"type": "worker",
       "index": 0}}' keras-cnn-ext train resnet20 --strategy multi_worker -o /shared/runs/r20
@@ -29,7 +35,7 @@ A non-empty folder is refused unless --resume or --overwrite is given.
 With --strategy mirrored or multi_worker, --batch-size is per replica: every step consumes
 batch-size x replicas examples. A multi-worker run starts the same command on every host (each
 with its TF_CONFIG task); the chief writes the run folder, the other workers only
-<output>/workers/<task>-<index>/. See README, "Scaling out".
+<output>/workers/<task>-<index>/. See docs/scaling-out.md.
 """
 
 
@@ -41,13 +47,10 @@ def add_parser(subparsers):
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="a registered model name, e.g. lenet5, "
                    "resnet20, vgg11 (keras-cnn-ext summary --help lists them)")
-    p.add_argument("--dataset", "-d", default="digits",
-                   help="'digits' (embedded, offline) or a tensorflow-datasets name "
-                        "(mnist, fashion_mnist, cifar10, ...); default: digits")
+    add_dataset(p)
     p.add_argument("--epochs", type=positive_int,
                    help=f"total epochs (default {DEFAULTS['epochs']})")
-    p.add_argument("--batch-size", "-b", type=positive_int,
-                   help=f"examples per step (default {DEFAULTS['batch_size']})")
+    add_batch_size(p, help_default=DEFAULTS["batch_size"])
     p.add_argument("--learning-rate", "--lr", type=positive_float,
                    help="initial learning rate (default 2e-3 for adam/adamw/nadam, else "
                         "Keras' default for the optimizer)")
@@ -57,16 +60,22 @@ def add_parser(subparsers):
                    help=f"learning-rate schedule (default {DEFAULTS['schedule']})")
     p.add_argument("--augment", choices=AUGMENTATIONS,
                    help=f"training augmentation (default {DEFAULTS['augment']})")
-    p.add_argument("--seed", type=int, help=f"makes the run repeatable (default "
-                                            f"{DEFAULTS['seed']})")
+    add_seed(p, help_default=DEFAULTS["seed"])
     p.add_argument("--implementation", choices=IMPLEMENTATIONS,
                    help="implementation of the textbook layers (default auto)")
     p.add_argument("--layers", choices=LAYERS,
                    help="textbook layers (default) or stock Keras layers, for comparison")
     p.add_argument("--input-shape", type=input_shape, metavar="H,W,C",
                    help="model input shape (default: the builder's, e.g. 28,28,1 for lenet5)")
-    p.add_argument("--output", "-o", metavar="DIR",
-                   help="the run folder (default: a new runs/train/<model>-<dataset>-<time>)")
+    add_output(p, "the run folder (default: a new runs/train/<model>-<dataset>-<time>)")
+    p.add_argument("--weights", metavar="FILE",
+                   help="fine-tune from trained weights: a .keras file from `convert`, or a "
+                        ".pth / .safetensors / .h5 weight file; the classifier is replaced by "
+                        "one for the data set's classes")
+    p.add_argument("--variant", choices=WEIGHT_VARIANTS, default=None,
+                   help="the layout of a --weights file: torchvision (default) or keras")
+    p.add_argument("--freeze-backbone", action="store_true", default=None,
+                   help="with --weights: train the new classifier only")
     p.add_argument("--resume", action="store_true",
                    help="continue the run in --output from its last completed epoch")
     p.add_argument("--overwrite", action="store_true",
@@ -93,12 +102,15 @@ def add_parser(subparsers):
 
 
 def run(args):
-    from keras_cnn_ext import training_config
+    from keras_cnn_ext.training import config as training_config
 
     model = check_model(args.model)
     dataset = check_dataset(args.dataset)
-    if args.seed is not None and args.seed < 0:
-        raise choice_error("--seed", args.seed, ["an integer >= 0"])
+    if args.strategy not in (None, "default"):  # before the folder is locked (created)
+        from keras_cnn_ext._backend import require_tensorflow
+
+        require_tensorflow(f"--strategy {args.strategy} (tf.distribute)",
+                           "or leave out --strategy (one device)")
     if args.resume and args.overwrite:
         raise UsageError("--resume and --overwrite exclude each other (resume continues a run, "
                          "overwrite replaces it)")
@@ -111,20 +123,33 @@ def run(args):
                   data_dir=args.data_dir, input_shape=args.input_shape,
                   max_examples=args.max_examples, download=args.download or None,
                   strategy=args.strategy, cpu_replicas=args.cpu_replicas,
-                  sync_batch_norm=args.sync_batch_norm)
+                  sync_batch_norm=args.sync_batch_norm, weights=args.weights,
+                  variant=args.variant, freeze_backbone=args.freeze_backbone)
+    if args.weights is not None and not os.path.isfile(args.weights):
+        raise UsageError(f"invalid value for --weights: {args.weights!r} (no such file)")
     from keras_cnn_ext import distribute
+    from keras_cnn_ext.training.lock import folder_lock
 
-    try:  # the checks `train` makes first, reported as usage errors (exit code 2)
+    try:
         out = distribute.run_output(args.strategy, args.output)
-        stored = training_config.check_output(out, args.resume, args.overwrite)
-        config = training_config.validate_config(training_config.resolve_config(kwargs, stored))
-        distribute.check_resumed_strategy(args.strategy, config["strategy"])
-    except (ValueError, FileExistsError) as exc:
+    except ValueError as exc:
         raise UsageError(str(exc)) from None
+    # One writer per run folder: the lock comes before anything reads or writes the folder,
+    # so a second `train --output DIR [--resume]` is refused (exit 2) with nothing written.
+    # (Without --output the folder is new and named after the time: nobody else has it.)
+    with folder_lock(out) if out else contextlib.nullcontext():
+        try:  # the checks `train` makes first, reported as usage errors (exit code 2)
+            stored = training_config.check_output(out, args.resume, args.overwrite)
+            config = training_config.validate_config(
+                training_config.resolve_config(kwargs, stored))
+            distribute.check_resumed_strategy(args.strategy, config["strategy"])
+        except (ValueError, FileExistsError) as exc:
+            raise UsageError(str(exc)) from None
 
-    from keras_cnn_ext import training
+        from keras_cnn_ext import training
 
-    verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
-    training.train(**kwargs, output=args.output, resume=args.resume, overwrite=args.overwrite,
-                   tensorboard=not args.no_tensorboard, verbose=verbose)
+        verbose = args.verbose if args.verbose == "auto" else int(args.verbose)
+        training.train(**kwargs, output=args.output, resume=args.resume,
+                       overwrite=args.overwrite, tensorboard=not args.no_tensorboard,
+                       verbose=verbose)
     return 0

@@ -4,9 +4,10 @@ A thin shell over `keras_cnn_ext.tuning.search.search`.
 """
 
 import argparse
+import contextlib
 import os
 
-from keras_cnn_ext.cli import UsageError, _distributed, choice_error
+from keras_cnn_ext.cli import UsageError, _args, _distributed, choice_error
 
 EPILOG = """\
 examples:
@@ -41,22 +42,21 @@ def add_parser(subparsers):
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("model", metavar="MODEL",
                         help=f"the search space: {', '.join(MODELS)}")
-    parser.add_argument("--dataset", default="digits",
-                        help="a keras_cnn_ext.data name (default: digits, embedded)")
+    _args.add_dataset(parser)
     parser.add_argument("--tuner", default="random",
                         help=f"{', '.join(TUNERS)} (default: random)")
     parser.add_argument("--max-trials", type=int, default=10, help="trials (default: 10)")
     parser.add_argument("--epochs", type=int, default=3,
                         help="epochs per trial; Hyperband's maximum (default: 3)")
-    parser.add_argument("--batch-size", type=int, default=64, help="(default: 64)")
+    _args.add_batch_size(parser, default=64)
     parser.add_argument("--image-size", type=int, default=None,
                         help="resize the images to this size (default: LeNet 28, VGG and "
                              "ResNet 32)")
-    parser.add_argument("--seed", type=int, default=0, help="(default: 0)")
+    _args.add_seed(parser, default=0)
     parser.add_argument("--layers", default="textbook",
                         help="textbook (this package's layers) or keras (default: textbook)")
-    parser.add_argument("--directory", metavar="DIR", default=None,
-                        help="the output folder (default: runs/tune/MODEL-DATASET)")
+    _args.add_output(parser, "the output folder (default: runs/tune/MODEL-DATASET); "
+                     "--directory is the same flag", dest="directory", aliases=("--directory",))
     parser.add_argument("--resume", action="store_true",
                         help="continue the search in DIR")
     parser.add_argument("--overwrite", action="store_true",
@@ -65,7 +65,7 @@ def add_parser(subparsers):
                         help="also train the default configuration and report its score")
     parser.add_argument("--export", action="store_true",
                         help="also export the best model as a SavedModel (DIR/best_savedmodel)")
-    parser.add_argument("--data-dir", default=None, help="the tensorflow-datasets folder")
+    _args.add_data_dir(parser)
     parser.add_argument("--quiet", action="store_true",
                         help="no per-trial tables or progress bars, only the results")
     _distributed.add_arguments(parser)
@@ -89,11 +89,11 @@ def _check_args(args, worker=False):
     directory = args.directory or os.path.join("runs", "tune",
                                                f"{args.model.lower()}-{args.dataset}")
     if os.path.lexists(directory) and not os.path.isdir(directory):
-        raise UsageError(f"invalid value for --directory: {directory!r} (a file of that "
+        raise UsageError(f"invalid value for --output: {directory!r} (a file of that "
                          "name exists)")
     if (os.path.isdir(directory) and os.listdir(directory) and not args.resume
             and not args.overwrite and not worker):  # a worker joins the chief's folder
-        raise UsageError(f"invalid value for --directory: {directory!r} (not empty: pass "
+        raise UsageError(f"invalid value for --output: {directory!r} (not empty: pass "
                          "--resume to continue its search, --overwrite to replace it, or "
                          "choose another folder)")
     return directory
@@ -127,9 +127,30 @@ def _best_lines(best):
 
 def run(args):
     cluster = _distributed.tuning_cluster(args)
+    # the TensorFlow-only parts are refused before the folder is locked (created)
+    if cluster is not None:
+        from keras_cnn_ext.distribute import tuning as distributed_tuning
+
+        distributed_tuning.require_backend()
+    if args.export:
+        from keras_cnn_ext.export import savedmodel
+
+        savedmodel.require_backend("tune --export (SavedModel export)")
     worker = cluster is not None and cluster.role == "worker"
     if worker and (args.resume or args.overwrite):
         raise UsageError("--resume and --overwrite are the chief's: a worker joins its search")
+    from keras_cnn_ext.training.lock import folder_lock
+
+    # the names and values first (worker=True: without the "not empty" check, which must see
+    # the folder under the lock), so a usage error touches nothing
+    directory = _check_args(args, worker=True)
+    # One writer per folder: the chief (or a search on one machine) locks it before checking
+    # it; the workers of a distributed search join the chief's folder and take no lock.
+    with contextlib.nullcontext() if worker else folder_lock(directory):
+        return _run(args, cluster, worker)
+
+
+def _run(args, cluster, worker):
     directory = _check_args(args, worker)
     _check_dataset(args.dataset, args.data_dir)
     from keras_cnn_ext.tuning import report

@@ -3,7 +3,7 @@
 
 Training runs `model.fit` under every strategy. Under `MultiWorkerMirroredStrategy`, Keras 3.15
 needs two small fixes (`_keras_compat`, installed by `create_strategy("multi_worker")`); with them
-two localhost workers reach the same weights as one process. See README, "Scaling out".
+two localhost workers reach the same weights as one process. See docs/scaling-out.md.
 
 Example:
 
@@ -15,6 +15,7 @@ Example:
 
 from keras_cnn_ext.distribute.placement import (  # noqa: F401
     Placement,
+    check_backend,
     check_resumed_strategy,
     run_output,
 )

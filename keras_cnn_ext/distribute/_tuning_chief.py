@@ -12,7 +12,7 @@ import sys
 import time
 from concurrent import futures
 
-from keras_cnn_ext.distribute.tuning import (
+from keras_cnn_ext.distribute._tuning_common import (
     _HEARTBEAT,
     MAX_LOSSES,
     STATUS_FILE,
@@ -283,8 +283,12 @@ def run_chief(cluster, tuner, poll=0.5):
                 released = release_orphans(oracle, orphans)
                 _log(f"no worker claimed trial(s) {', '.join(released)} (running when the "
                      "chief stopped): back in the queue")
+            # KerasTuner's exit rule counts only the workers that asked for a trial; one that
+            # connected (its heartbeat is live) but is still building its tuner would find the
+            # chief gone and wait `rpc_timeout` for it: wait until it, too, has been told that
+            # the search is over (or is declared lost)
             done = (servicer.stop_triggered and not snap["running"] and not snap["queued"]
-                    and not orphans
+                    and not orphans and not alive
                     and oracle_chief.exit_chief(oracle))
             if done:
                 return status("done")

@@ -6,7 +6,7 @@ import sys
 import threading
 import time
 
-from keras_cnn_ext.distribute.tuning import _HEARTBEAT, LOST_EXIT_CODE, TuningClusterError
+from keras_cnn_ext.distribute._tuning_common import _HEARTBEAT, LOST_EXIT_CODE, TuningClusterError
 
 
 def _log(tuner_id, message):

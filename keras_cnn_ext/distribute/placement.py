@@ -4,8 +4,10 @@ the cluster, its output folder and the global batch. Used by `keras_cnn_ext.trai
 import contextlib
 from dataclasses import dataclass
 
+from keras_cnn_ext._backend import on_tensorflow, require_tensorflow
 from keras_cnn_ext.distribute.strategy import (
     STRATEGIES,
+    TF_ONLY_ADVICE,
     WorkerInfo,
     create_strategy,
     shard_by_data,
@@ -36,6 +38,16 @@ def run_output(strategy, output):
     return worker_output_dir(output)
 
 
+def check_backend(strategy):
+    """Raises `keras_cnn_ext.TensorFlowOnlyError` for a `tf.distribute` strategy ("mirrored",
+    "multi_worker" or a strategy object) while Keras runs on another backend than TensorFlow;
+    None and "default" (one device) pass everywhere, and so do unknown names (the strategy's
+    own check reports them)."""
+    if strategy is None or (isinstance(strategy, str) and strategy not in STRATEGIES[1:]):
+        return
+    require_tensorflow(f"strategy={strategy!r} (tf.distribute)", TF_ONLY_ADVICE)
+
+
 def check_resumed_strategy(given, resolved):
     """A resumed multi-worker run must be given strategy='multi_worker' again: each worker
     finds its own folder from it (`run_output`) before the stored arguments are read."""
@@ -57,7 +69,14 @@ class Placement:
     @classmethod
     def create(cls, name="default", cpu_replicas=None):
         """Creates the strategy `name` ("default", "mirrored", "multi_worker"); call it before
-        any other TensorFlow operation of the process."""
+        any other TensorFlow operation of the process.
+
+        Under another Keras backend (JAX, PyTorch) only "default" exists: one device, no
+        `tf.distribute` strategy (`strategy` is None); the others raise
+        `keras_cnn_ext.TensorFlowOnlyError`.
+        """
+        if name == "default" and cpu_replicas in (None, 1) and not on_tensorflow():
+            return cls(name, None, WorkerInfo())
         strategy = create_strategy(name, cpu_replicas=cpu_replicas)
         info = worker_info() if name == "multi_worker" else WorkerInfo()
         return cls(name, strategy, info)
@@ -65,7 +84,7 @@ class Placement:
     @property
     def replicas(self):
         """The replicas a global batch is split over (all workers' devices together)."""
-        return int(self.strategy.num_replicas_in_sync)
+        return 1 if self.strategy is None else int(self.strategy.num_replicas_in_sync)
 
     @property
     def is_chief(self):
@@ -98,4 +117,4 @@ class Placement:
                 "workers": self.worker.num_workers, "worker": self.worker.name}
 
 
-__all__ = ["STRATEGIES", "Placement", "check_resumed_strategy", "run_output"]
+__all__ = ["STRATEGIES", "Placement", "check_backend", "check_resumed_strategy", "run_output"]

@@ -19,6 +19,11 @@ import json
 import os
 from dataclasses import dataclass
 
+from keras_cnn_ext._backend import require_tensorflow
+
+# what a run off TensorFlow can do instead of a strategy
+TF_ONLY_ADVICE = "or train on one device (strategy='default') under this backend"
+
 STRATEGIES = ("default", "mirrored", "multi_worker")
 TF_CONFIG = "TF_CONFIG"
 
@@ -123,8 +128,10 @@ def configure_cpu_replicas(n):
     Raises:
         ValueError: `n` is not a positive integer.
         RuntimeError: TensorFlow is already initialised with another number of CPU devices.
+        keras_cnn_ext.TensorFlowOnlyError: Keras runs on another backend.
     """
     n = _normalize_replicas(n)
+    require_tensorflow("CPU replicas (tf.distribute)", TF_ONLY_ADVICE)
     import tensorflow as tf
 
     cpus = tf.config.list_physical_devices("CPU")
@@ -160,6 +167,8 @@ def create_strategy(strategy="default", cpu_replicas=None):
         ValueError: an unknown name, a bad `cpu_replicas`, or "multi_worker" without a
             (valid) `TF_CONFIG`.
         RuntimeError: TensorFlow was initialised before a setting that must precede it.
+        keras_cnn_ext.TensorFlowOnlyError: Keras runs on another backend (JAX, PyTorch):
+            `tf.distribute` strategies are TensorFlow's.
 
     Example:
 
@@ -176,6 +185,8 @@ def create_strategy(strategy="default", cpu_replicas=None):
             "Invalid value for argument `strategy`. Expected one of "
             f"{', '.join(repr(s) for s in STRATEGIES)}. Received: strategy={strategy!r}"
         )
+    require_tensorflow(f"strategy={strategy!r} (tf.distribute)",
+                       TF_ONLY_ADVICE if strategy != "default" else None)
     cpu_replicas = _normalize_replicas(cpu_replicas)
     if strategy == "default":
         if cpu_replicas not in (None, 1):
@@ -196,7 +207,7 @@ def create_strategy(strategy="default", cpu_replicas=None):
         if not os.environ.get(TF_CONFIG, "").strip():
             raise ValueError(
                 f"strategy='multi_worker' needs the environment variable `{TF_CONFIG}` naming "
-                "the cluster and this process's task (see README, 'Scaling out'). "
+                "the cluster and this process's task (see docs/scaling-out.md). "
                 f"Received: {TF_CONFIG} unset"
             )
         from keras_cnn_ext.distribute import _keras_compat

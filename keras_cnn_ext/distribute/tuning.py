@@ -28,25 +28,22 @@ The chief writes ``chief_status.json`` (workers, trials running and queued) into
 project folder while it serves, and returns the final accounting.
 """
 
-import collections
 import contextlib
-import json
 import os
-import threading
-import time
 from dataclasses import dataclass
+
+from keras_cnn_ext._backend import require_tensorflow
+
+# what the chief and the workers share lives in _tuning_common (they import it, and this
+# module imports them only when a search runs: the imports go one way, no circle)
+from keras_cnn_ext.distribute._tuning_common import (  # noqa: F401 - public names
+    _HEARTBEAT, LOST_EXIT_CODE, MAX_LOSSES, STATUS_FILE, Heartbeats, TuningClusterError,
+    check_keras_tuner, write_json,
+)
 
 ROLES = ("chief", "worker")
 ENV_ID, ENV_IP, ENV_PORT = "KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"
 ENV_WORKERS = "KERAS_CNN_EXT_TUNER_WORKERS"
-STATUS_FILE = "chief_status.json"
-MAX_LOSSES = 3  # a trial whose worker is lost this many times is FAILED, not re-queued again
-_HEARTBEAT = "/keras_cnn_ext.TunerHeartbeat/Beat"
-LOST_EXIT_CODE = 75  # a worker the chief declared lost (EX_TEMPFAIL: restart it to rejoin)
-
-
-class TuningClusterError(RuntimeError):
-    """The chief or a worker gave up waiting for the other side (the message says who and why)."""
 
 
 def _invalid(name, expected, value):
@@ -175,6 +172,14 @@ def _environment(values):
                 os.environ[k] = v
 
 
+def require_backend():
+    """Raises `keras_cnn_ext.TensorFlowOnlyError` unless Keras runs on TensorFlow: the
+    distributed search (chief, workers, lost-worker recovery) is checked there only."""
+    require_tensorflow("A distributed KerasTuner search (keras_cnn_ext.distribute)",
+                       "or search on one machine (no --distributed, no KERASTUNER_* "
+                       "variables) under this backend")
+
+
 def run_distributed(cluster, make_tuner, *search_args, **search_kwargs):
     """Runs this process's part of a distributed KerasTuner search.
 
@@ -193,6 +198,10 @@ def run_distributed(cluster, make_tuner, *search_args, **search_kwargs):
         with its id and the trials it ran.
 
     Raises:
+        ImportError: the installed keras-tuner is not one this was tested with (the message
+            names it and the supported versions).
+        keras_cnn_ext.TensorFlowOnlyError: Keras runs on another backend (JAX, PyTorch):
+            the distributed search is checked on TensorFlow only.
         TuningClusterError: the chief had no live worker for `worker_timeout` seconds, or a
             worker found no chief within `connect_timeout` (or lost it for `rpc_timeout`).
     """
@@ -200,6 +209,8 @@ def run_distributed(cluster, make_tuner, *search_args, **search_kwargs):
     if cluster is None:
         raise ValueError(f"No distributed search configured: pass a TuningCluster or set "
                          f"{ENV_ID}, {ENV_IP} and {ENV_PORT}")
+    require_backend()
+    check_keras_tuner()  # the chief and the workers use KerasTuner's private modules
     with _environment(cluster.environ()):
         if cluster.role == "worker":
             from keras_cnn_ext.distribute import _tuning_worker
@@ -208,44 +219,3 @@ def run_distributed(cluster, make_tuner, *search_args, **search_kwargs):
         from keras_cnn_ext.distribute import _tuning_chief
 
         return _tuning_chief.run_chief(cluster, make_tuner())
-
-
-def write_json(path, data):
-    """Writes `data` as JSON through a temporary name, so readers never see half a file."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
-
-
-class Heartbeats:
-    """The chief's record of its workers (shared by the gRPC threads and the monitor loop)."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        self.last_seen = {}
-        self.lost = {}  # tuner id -> (time lost, trial id or None)
-        self.finished = set()
-        self.assignments = collections.defaultdict(list)  # trial id -> [tuner ids]
-
-    def beat(self, tuner_id):
-        """Records a sign of life; returns False for a worker already declared lost."""
-        with self.lock:
-            if tuner_id in self.lost:
-                return False
-            self.last_seen[tuner_id] = time.monotonic()
-            return True
-
-    def silent(self, timeout):
-        """Workers neither lost nor finished whose last sign of life is older than `timeout`."""
-        now = time.monotonic()
-        with self.lock:
-            return [t for t, seen in self.last_seen.items()
-                    if t not in self.lost and t not in self.finished and now - seen > timeout]
-
-    def alive(self, timeout):
-        now = time.monotonic()
-        with self.lock:
-            return sorted(t for t, seen in self.last_seen.items()
-                          if t not in self.lost and t not in self.finished
-                          and now - seen <= timeout)

@@ -11,11 +11,14 @@
 from keras_cnn_ext.layers.convolutional import Corr2D, CrossCorrelation2D
 from keras_cnn_ext.layers.inception import InceptionModule
 from keras_cnn_ext.layers.normalization import LRN, LocalResponseNormalization
-from keras_cnn_ext.layers.pooling import MaxPool2D, MaxPooling2D, MeanPool2D, MeanPooling2D
+from keras_cnn_ext.layers.pooling import (
+    AdaptiveAveragePooling2D, AdaptiveAvgPool2D, MaxPool2D, MaxPooling2D, MeanPool2D,
+    MeanPooling2D,
+)
 from keras_cnn_ext.layers.residual import BottleneckBlock, ResidualBlock
 
 __all__ = [
     "CrossCorrelation2D", "Corr2D", "MaxPooling2D", "MaxPool2D", "MeanPooling2D",
-    "MeanPool2D", "ResidualBlock", "BottleneckBlock", "InceptionModule",
-    "LocalResponseNormalization", "LRN",
+    "MeanPool2D", "AdaptiveAveragePooling2D", "AdaptiveAvgPool2D", "ResidualBlock",
+    "BottleneckBlock", "InceptionModule", "LocalResponseNormalization", "LRN",
 ]

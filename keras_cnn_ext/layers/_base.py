@@ -1,9 +1,41 @@
 """Pieces shared by the convolution and pooling layers."""
 
-from keras_cnn_ext.ops import dispatch, geometry
+import keras
+
+from keras_cnn_ext.ops import dispatch, geometry, portable
 
 
-def output_shape(input_shape, window, strides, pads, channels, data_format, layer_name):
+# Whether Keras runs on TensorFlow (the composite / native ops); else the layers call the
+# backend-independent `keras_cnn_ext.ops.portable` (docs/backends.md).
+on_tensorflow = portable.on_tensorflow
+
+
+def check_portable(layer, implementation):
+    """Off TensorFlow only `implementation="auto"` exists (the portable tier): 'native',
+    'composite' and 'reference' run TensorFlow ops, and are a clear error here."""
+    portable.check_implementation(implementation, f" of layer '{layer.name}'")
+
+
+class ExportGuard:
+    """A mixin (listed before `keras.layers.Layer`) for the layers with an `implementation`:
+    an export of a layer whose ops need this process fails loudly, before anything is written,
+    instead of producing an artifact that cannot load elsewhere (docs/export.md).
+
+    `_trackable_children(save_type="savedmodel")` is the hook TensorFlow and Keras's TF layer
+    use to prepare an object for a SavedModel: Keras's `ExportArchive` (behind every
+    `model.export` format) walks the tracked model with it after tracing the endpoint and
+    before writing, and `tf.saved_model.save` walks its objects with it. Checkpoints
+    (`save_type="checkpoint"`) and `.keras` files do not pass here.
+    """
+
+    def _trackable_children(self, save_type="checkpoint", **kwargs):
+        if save_type == "savedmodel":
+            dispatch.check_exportable(self, self.implementation)
+        return super()._trackable_children(save_type, **kwargs)
+
+
+def output_shape(input_shape, window, strides, pads, channels, data_format, layer_name,
+                 ceil_mode=False):
     """The layer's output shape; a window that does not fit names the layer."""
     input_shape = tuple(input_shape)
     if len(input_shape) != 4:
@@ -14,7 +46,7 @@ def output_shape(input_shape, window, strides, pads, channels, data_format, laye
         )
     try:
         spatial = geometry.spatial_output_shape(
-            geometry.spatial_dims(input_shape, data_format), window, strides, pads)
+            geometry.spatial_dims(input_shape, data_format), window, strides, pads, ceil_mode)
     except ValueError as error:
         raise ValueError(f"Layer '{layer_name}': {error}") from None
     return geometry.with_spatial(input_shape, spatial, channels, data_format)

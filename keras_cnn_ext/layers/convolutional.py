@@ -4,17 +4,17 @@ import keras
 import tensorflow as tf
 
 from keras_cnn_ext.layers import _base
-from keras_cnn_ext.ops import dispatch, geometry, nn
+from keras_cnn_ext.ops import dispatch, geometry, nn, portable
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn_ext")
-class CrossCorrelation2D(keras.layers.Layer):
+class CrossCorrelation2D(_base.ExportGuard, keras.layers.Layer):
     """2-D cross-correlation with textbook padding, stride and padding modes.
 
     `y[k, l, f] = b[f] + sum_c sum_m sum_n W[m, n, c, f] * X̂[k*S_h + m, l*S_w + n, c]`, where
     X̂ is the input padded by `padding` cells filled according to `padding_mode`. Unlike
     `keras.layers.Conv2D`, padding is explicit and symmetric (or per side), so PyTorch / Caffe
-    models and hand calculations carry over exactly. Parameters: (M*N*C + 1) * filters.
+    models and hand calculations carry over exactly. Parameters: (M*N*C/groups + 1) * filters.
 
     Args:
         filters: number of output channels (kernels), a positive integer.
@@ -28,9 +28,15 @@ class CrossCorrelation2D(keras.layers.Layer):
         activation: a Keras activation, or None.
         use_bias: whether to add one bias per filter.
         data_format: 'channels_last' or 'channels_first'; defaults to Keras' setting.
-        kernel_initializer, bias_initializer, kernel_regularizer, bias_regularizer,
-        activity_regularizer, kernel_constraint, bias_constraint: as in `keras.layers.Conv2D`.
+        kernel_initializer, bias_initializer: as in `keras.layers.Conv2D`, and so are
+            kernel_regularizer, bias_regularizer, activity_regularizer, kernel_constraint
+            and bias_constraint.
         implementation: 'auto', 'composite', 'native' or 'reference' (NumPy, for checking).
+        dilation_rate: D or (D_h, D_w) (PyTorch's `dilation`): kernel taps D cells apart, the
+            kernel spans D*(M-1)+1 cells; any stride; 'same' / 'full' pad for that span.
+        groups: PyTorch's `groups`: the input channels and the filters split into this many
+            independent correlations (kernel (M, N, C/groups, filters)); groups == C is a
+            depthwise correlation. Both must be divisible by it.
 
     Example (the book's example 24.3: zero padding 1 around a 4x4 input):
 
@@ -50,12 +56,14 @@ class CrossCorrelation2D(keras.layers.Layer):
                  kernel_initializer="glorot_uniform", bias_initializer="zeros",
                  kernel_regularizer=None, bias_regularizer=None, activity_regularizer=None,
                  kernel_constraint=None, bias_constraint=None, implementation="auto",
-                 **kwargs):
+                 dilation_rate=1, groups=1, **kwargs):
         super().__init__(activity_regularizer=activity_regularizer, **kwargs)
         self.filters = geometry.normalize_int(filters, "filters")
         (self.kernel_size, self.strides, _, self.padding_mode, self.mode, self.data_format,
-         self.implementation) = geometry.normalize_corr_args(
-            kernel_size, strides, padding, padding_mode, mode, data_format, implementation)
+         self.implementation, self.dilation_rate, self.groups) = geometry.normalize_corr_args(
+            kernel_size, strides, padding, padding_mode, mode, data_format, implementation,
+            dilation_rate, groups)
+        geometry.check_groups(self.groups, filters=self.filters)
         self.padding = geometry.validate_padding(padding)
         self.activation = keras.activations.get(activation)
         self.use_bias = bool(use_bias)
@@ -66,12 +74,18 @@ class CrossCorrelation2D(keras.layers.Layer):
         self.kernel_constraint = keras.constraints.get(kernel_constraint)
         self.bias_constraint = keras.constraints.get(bias_constraint)
         self.input_spec = keras.layers.InputSpec(min_ndim=4, max_ndim=4)
+        if not _base.on_tensorflow():
+            _base.check_portable(self, self.implementation)
         self.supports_jit = dispatch.supports_jit(self.implementation)
 
     @property
     def pads(self):
-        """The padding resolved to ((top, bottom), (left, right))."""
-        return geometry.resolve_padding(self.padding, self.kernel_size)
+        """The padding resolved to ((top, bottom), (left, right)) (on the dilated kernel)."""
+        return geometry.resolve_padding(
+            self.padding, geometry.effective_window(self.kernel_size, self.dilation_rate))
+
+    def _default_geometry(self):
+        return self.dilation_rate == (1, 1) and self.groups == 1
 
     def build(self, input_shape):
         axis = geometry.channel_axis(self.data_format)
@@ -81,10 +95,11 @@ class CrossCorrelation2D(keras.layers.Layer):
                 f"Layer '{self.name}' needs a known, positive number of input channels "
                 f"(axis {axis}). Received: input_shape={tuple(input_shape)}"
             )
+        geometry.check_groups(self.groups, channels, self.filters)
         self.compute_output_shape(input_shape)  # fails early if the kernel cannot fit
         self.input_spec = keras.layers.InputSpec(ndim=4, axes={axis: channels})
         self.kernel = self.add_weight(
-            name="kernel", shape=self.kernel_size + (channels, self.filters),
+            name="kernel", shape=self.kernel_size + (channels // self.groups, self.filters),
             initializer=self.kernel_initializer, regularizer=self.kernel_regularizer,
             constraint=self.kernel_constraint)
         self.bias = self.add_weight(
@@ -93,11 +108,16 @@ class CrossCorrelation2D(keras.layers.Layer):
         ) if self.use_bias else None
 
     def call(self, inputs):
+        if not _base.on_tensorflow():
+            return self._call_portable(inputs)
         _base.check_not_in_xla(self, self.implementation)
         kernel = tf.cast(self.kernel, self.compute_dtype)
+        extra = {} if self._default_geometry() else dict(dilation_rate=self.dilation_rate,
+                                                           groups=self.groups)
         outputs = nn.corr2d(
             inputs, kernel, self.strides, self.pads, padding_mode=self.padding_mode,
-            mode=self.mode, data_format=self.data_format, implementation=self.implementation)
+            mode=self.mode, data_format=self.data_format, implementation=self.implementation,
+            **extra)
         if self.use_bias:
             outputs = tf.nn.bias_add(
                 outputs, tf.cast(self.bias, self.compute_dtype),
@@ -106,8 +126,31 @@ class CrossCorrelation2D(keras.layers.Layer):
             outputs = self.activation(outputs)
         return outputs
 
+    def _call_portable(self, inputs):
+        """JAX / torch: `keras.ops` only (`portable.corr2d` and the bias as a broadcast add)."""
+        outputs = portable.corr2d(
+            keras.ops.cast(inputs, self.compute_dtype),
+            keras.ops.cast(self.kernel, self.compute_dtype), self.strides, self.pads,
+            self.padding_mode, self.mode, self.data_format, self.dilation_rate, self.groups)
+        if self.use_bias:
+            bias = keras.ops.cast(self.bias, self.compute_dtype)
+            if self.data_format == "channels_first":
+                bias = keras.ops.reshape(bias, (self.filters, 1, 1))
+            outputs = keras.ops.add(outputs, bias)
+        if self.activation is not None:
+            outputs = self.activation(outputs)
+        return outputs
+
     def compute_output_shape(self, input_shape):
-        return _base.output_shape(input_shape, self.kernel_size, self.strides, self.pads,
+        if not self._default_geometry():
+            try:
+                geometry.check_dilated_fits(
+                    geometry.spatial_dims(tuple(input_shape), self.data_format),
+                    self.kernel_size, self.dilation_rate, self.strides, self.pads)
+            except ValueError as error:
+                raise ValueError(f"Layer '{self.name}': {error}") from None
+        window = geometry.effective_window(self.kernel_size, self.dilation_rate)
+        return _base.output_shape(input_shape, window, self.strides, self.pads,
                                   self.filters, self.data_format, self.name)
 
     def get_config(self):
@@ -129,6 +172,8 @@ class CrossCorrelation2D(keras.layers.Layer):
             "kernel_constraint": keras.constraints.serialize(self.kernel_constraint),
             "bias_constraint": keras.constraints.serialize(self.bias_constraint),
             "implementation": self.implementation,
+            "dilation_rate": self.dilation_rate,
+            "groups": self.groups,
         })
         return config
 

@@ -28,11 +28,16 @@ class InceptionModule(keras.layers.Layer):
     """GoogLeNet's Inception module; the six arguments are the columns of the paper's Table 1.
 
     Args:
-        filters_1x1, filters_3x3_reduce, filters_3x3, filters_5x5_reduce, filters_5x5,
-            filters_pool_proj: the six filter counts.
+        filters_1x1, filters_3x3_reduce, filters_3x3: the filter counts of the 1x1 column
+            and the 3x3 column (reduce, then 3x3); filters_5x5_reduce, filters_5x5 and
+            filters_pool_proj those of the 5x5 column and the pooling projection.
         activation: applied after every convolution, "relu" by default.
-        use_batch_norm: insert batch normalisation before each activation (convolutions then
-            have no bias). The paper's GoogLeNet has none.
+        use_batch_norm: insert batch normalisation (epsilon 1e-3) before each activation
+            (convolutions then have no bias). The paper's GoogLeNet has none.
+        kernel_size_5x5: the kernel of the "5x5" column's second convolution: 5 in the
+            paper, 3 in torchvision's GoogLeNet (a known deviation it keeps for its weights).
+        batch_norm_momentum: Keras' momentum of the batch norms (0.99, Keras' default;
+            torchvision's PyTorch momentum 0.1 is 0.9 here).
         kernel_initializer, kernel_regularizer: for every convolution.
         layers: "textbook" (this package's layers) or "keras" (stock Keras layers).
         data_format: "channels_last" or "channels_first".
@@ -47,7 +52,8 @@ class InceptionModule(keras.layers.Layer):
     def __init__(self, filters_1x1, filters_3x3_reduce, filters_3x3, filters_5x5_reduce,
                  filters_5x5, filters_pool_proj, activation="relu", use_batch_norm=False,
                  kernel_initializer="glorot_uniform", kernel_regularizer=None,
-                 layers="textbook", data_format=None, **kwargs):
+                 layers="textbook", data_format=None, kernel_size_5x5=5,
+                 batch_norm_momentum=0.99, **kwargs):
         super().__init__(**kwargs)
         values = (filters_1x1, filters_3x3_reduce, filters_3x3, filters_5x5_reduce,
                   filters_5x5, filters_pool_proj)
@@ -56,6 +62,18 @@ class InceptionModule(keras.layers.Layer):
         self.activation = keras.activations.get(activation)
         self._activation_config = activation
         self.use_batch_norm = bool(use_batch_norm)
+        self.kernel_size_5x5 = geometry.normalize_int(kernel_size_5x5, "kernel_size_5x5")
+        if self.kernel_size_5x5 % 2 == 0:
+            raise ValueError(
+                "Invalid value for argument `kernel_size_5x5`. Expected an odd integer (the "
+                f"module keeps the size). Received: kernel_size_5x5={kernel_size_5x5!r}")
+        if (isinstance(batch_norm_momentum, bool)
+                or not isinstance(batch_norm_momentum, (int, float))
+                or not 0.0 <= batch_norm_momentum < 1.0):
+            raise ValueError(
+                "Invalid value for argument `batch_norm_momentum`. Expected a number in [0, 1). "
+                f"Received: batch_norm_momentum={batch_norm_momentum!r}")
+        self.batch_norm_momentum = float(batch_norm_momentum)
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.layers_kind = normalize_layers(layers)
@@ -70,7 +88,8 @@ class InceptionModule(keras.layers.Layer):
         return [
             [("conv", self.filters_1x1, 1)],
             [("conv", self.filters_3x3_reduce, 1), ("conv", self.filters_3x3, 3)],
-            [("conv", self.filters_5x5_reduce, 1), ("conv", self.filters_5x5, 5)],
+            [("conv", self.filters_5x5_reduce, 1),
+             ("conv", self.filters_5x5, self.kernel_size_5x5)],
             [("pool", None, 3), ("conv", self.filters_pool_proj, 1)],
         ]
 
@@ -101,6 +120,7 @@ class InceptionModule(keras.layers.Layer):
                 if self.use_batch_norm:
                     norm = keras.layers.BatchNormalization(
                         axis=geometry.channel_axis(self.data_format), epsilon=1e-3,
+                        momentum=self.batch_norm_momentum,
                         dtype=self.dtype_policy, name=name + "_bn")
                     norm.build(shape)
                 steps.append((chain, norm, True))
@@ -136,7 +156,7 @@ class InceptionModule(keras.layers.Layer):
         return records
 
     def receptive_field(self):
-        """(receptive field, jump) of the output over the input: the widest branch (5x5)."""
+        """(receptive field, jump) of the output over the input: the widest branch."""
         r = max(1 + sum(k - 1 for _, _, k in branch) for branch in self._branches())
         return (r, r), (1, 1)
 
@@ -151,5 +171,7 @@ class InceptionModule(keras.layers.Layer):
             "kernel_regularizer": keras.regularizers.serialize(self.kernel_regularizer),
             "layers": self.layers_kind,
             "data_format": self.data_format,
+            "kernel_size_5x5": self.kernel_size_5x5,
+            "batch_norm_momentum": self.batch_norm_momentum,
         })
         return config

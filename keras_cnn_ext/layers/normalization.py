@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from keras_cnn_ext.ops import geometry
+from keras_cnn_ext.ops import geometry, portable
 
 
 @keras.saving.register_keras_serializable(package="keras_cnn_ext")
@@ -43,6 +43,9 @@ class LocalResponseNormalization(keras.layers.Layer):
         self.built = True
 
     def call(self, inputs):
+        if not portable.on_tensorflow():  # JAX / torch: the same formula in keras.ops
+            return portable.local_response_normalization(
+                inputs, self.size, self.alpha, self.beta, self.k, self.data_format)
         x = inputs
         if self.data_format == "channels_first":  # TF's LRN runs on the last axis only
             x = tf.transpose(x, geometry.TO_CHANNELS_LAST)

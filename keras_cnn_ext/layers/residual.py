@@ -61,6 +61,11 @@ class _ResidualBase(keras.layers.Layer):
     def _main_path(self):
         raise NotImplementedError
 
+    def _conv_groups(self, index):
+        """The `groups` of main-path convolution `index` (1: a plain convolution)."""
+        del index
+        return 1
+
     @property
     def output_channels(self):
         return self._main_path()[-1][2]
@@ -115,7 +120,7 @@ class _ResidualBase(keras.layers.Layer):
                 self.norms.append(norm)
             conv = conv2d_layers(self.layers_kind, f, k, s, "same",
                                  input_hw=geometry.spatial_dims(shape, self.data_format),
-                                 name=f"conv{i + 1}", **common)
+                                 name=f"conv{i + 1}", groups=self._conv_groups(i), **common)
             shape = build_layers(conv, shape)
             self.convs.append(conv)
             if not self.preactivation:
@@ -278,6 +283,9 @@ class BottleneckBlock(_ResidualBase):
         strides: the block's stride.
         expansion: the output-channel multiplier, 4 in the paper.
         stride_on: "1x1" (paper) or "3x3".
+        groups: the groups of the 3x3 convolution (ResNeXt's cardinality), 1 by default.
+        width_per_group: the inner width per group at ``filters=64`` (torchvision's
+            ``base_width``): the 1x1 and 3x3 have `inner_width` channels.
         Others: as `ResidualBlock` (``kernel_size`` is that of the middle convolution).
 
     Example:
@@ -285,19 +293,38 @@ class BottleneckBlock(_ResidualBase):
     >>> block = BottleneckBlock(64, strides=2, layers="keras")
     >>> block.compute_output_shape((None, 56, 56, 256))
     (None, 28, 28, 256)
+
+    ResNeXt's block (32 groups of 4 channels at ``filters=64``: a 128-channel grouped 3x3)
+    and Wide ResNet's (``width_per_group=128``: twice the inner width):
+
+    >>> BottleneckBlock(64, groups=32, width_per_group=4, layers="keras").inner_width
+    128
     """
 
-    def __init__(self, filters, strides=1, expansion=4, stride_on="1x1", **kwargs):
+    def __init__(self, filters, strides=1, expansion=4, stride_on="1x1", groups=1,
+                 width_per_group=64, **kwargs):
         super().__init__(filters, strides=strides, **kwargs)
         self.expansion = geometry.normalize_int(expansion, "expansion")
         self.stride_on = geometry.normalize_choice(stride_on, "stride_on", STRIDE_PLACEMENTS)
+        self.groups = geometry.normalize_int(groups, "groups")
+        self.width_per_group = geometry.normalize_int(width_per_group, "width_per_group")
+
+    @property
+    def inner_width(self):
+        """Channels of the 1x1 (reduce) and 3x3 convolutions: torchvision's
+        ``int(filters * width_per_group / 64) * groups`` (``filters`` by default)."""
+        return int(self.filters * self.width_per_group / 64) * self.groups
+
+    def _conv_groups(self, index):
+        return self.groups if index == 1 else 1
 
     def _main_path(self):
         s1, s3 = (self.strides, 1) if self.stride_on == "1x1" else (1, self.strides)
-        f = self.filters
-        return [(1, s1, f), (self.kernel_size, s3, f), (1, 1, f * self.expansion)]
+        w = self.inner_width
+        return [(1, s1, w), (self.kernel_size, s3, w), (1, 1, self.filters * self.expansion)]
 
     def get_config(self):
         config = super().get_config()
-        config.update({"expansion": self.expansion, "stride_on": self.stride_on})
+        config.update({"expansion": self.expansion, "stride_on": self.stride_on,
+                       "groups": self.groups, "width_per_group": self.width_per_group})
         return config

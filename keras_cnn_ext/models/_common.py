@@ -7,6 +7,87 @@ from keras_cnn_ext.layers.normalization import LocalResponseNormalization
 from keras_cnn_ext.ops import geometry
 
 POOLINGS = (None, "avg", "max")
+VARIANTS = ("paper", "torchvision")
+
+
+def check_variant(variant, weights, layouts, choices=VARIANTS):
+    """The ``variant=`` argument of a builder, and the one rule of its ``weights=``.
+
+    Trained weights are laid out for one architecture; loading them into another of the same
+    shapes would run and give other logits, so every family refuses it here. A source's layout
+    is read by `weights.source_variant` (a Keras file or ``layer/variable`` names: "keras"; a
+    PyTorch / safetensors file or ``a.b.weight`` names: "torchvision").
+
+    Args:
+        variant: the builder's argument.
+        weights: the builder's ``weights=`` (None: nothing to load).
+        layouts: for each weight layout this builder loads, ``(the variant it needs, how that
+            architecture differs, for the message)``, e.g. ``{"torchvision": ("torchvision",
+            "...")}``.
+        choices: the builder's variants.
+
+    Returns:
+        The variant, lower-cased.
+    """
+    variant = geometry.normalize_choice(variant, "variant", choices)
+    if weights is None:
+        return variant
+    from keras_cnn_ext.models.weights import source_variant
+
+    layout = source_variant(weights)
+    if layout is not None and layout not in layouts:
+        raise ValueError(
+            f"Invalid value for argument `weights`. Expected weights laid out as "
+            f"{' or '.join(map(repr, layouts))} for this model. Received: weights in the "
+            f"{layout!r} layout ({_describe(weights)})")
+    allowed = [layouts[layout]] if layout is not None else list(layouts.values())
+    if variant not in [need for need, _ in allowed]:
+        expected = " or ".join(repr(need) for need, _ in allowed)
+        why = "; ".join(why for _, why in allowed)
+        raise ValueError(f"Invalid value for argument `variant`. Expected {expected} with these "
+                         f"`weights` ({why}). Received: variant={variant!r}")
+    return variant
+
+
+def _describe(weights):
+    return repr(weights) if isinstance(weights, (str, bytes)) or hasattr(weights, "__fspath__") \
+        else f"a {type(weights).__name__} of {len(weights)} arrays"
+
+
+KERAS_WEIGHT_SUFFIXES = (".weights.h5", ".keras")
+
+
+def load_keras_weights(model, weights):
+    """A builder without a published weight layout (LeNet-5, the CIFAR ResNets): ``weights`` is
+    None or a Keras weights file written from the same builder and arguments
+    (``model.save_weights("x.weights.h5")`` or a ``.keras`` model), loaded by Keras (which
+    refuses a file of another architecture). Returns the model."""
+    if weights is None:
+        return model
+    import os
+
+    path = os.fspath(weights) if isinstance(weights, (str, os.PathLike)) else None
+    if path is None or not path.endswith(KERAS_WEIGHT_SUFFIXES):
+        raise ValueError(
+            f"Invalid value for argument `weights`. Expected None or a Keras weights file "
+            f"({', '.join(KERAS_WEIGHT_SUFFIXES)}) saved from '{model.name}' (there is no "
+            f"published torchvision / keras.applications layout for it). Received: "
+            f"weights={weights!r}")
+    if not os.path.isfile(path):
+        raise ValueError(f"Invalid value for argument `weights`. Expected an existing file. "
+                         f"Received: weights={weights!r}")
+    model.load_weights(path)
+    return model
+
+
+def load_into(model, weights, family=None):
+    """Loads a builder's ``weights=`` (None: nothing) strictly into `model`; returns it. The
+    naming scheme is read from the source and the model's name unless `family` says it."""
+    if weights is not None:
+        from keras_cnn_ext.models.weights import load_weights
+
+        load_weights(model, weights, family=family)
+    return model
 
 
 def check_common(name, input_shape, num_classes, include_top, pooling, default_hw,
@@ -100,9 +181,10 @@ class Net:
                               data_format=self.data_format, input_hw=self._hw(x))
         return self.apply(chain, x)
 
-    def pool(self, x, pool, pool_size, strides=None, padding=0, *, name):
+    def pool(self, x, pool, pool_size, strides=None, padding=0, *, name, ceil_mode=False):
         chain = pool2d_layers(self.kind, pool, pool_size, strides, padding, name=name,
-                              data_format=self.data_format, input_hw=self._hw(x))
+                              data_format=self.data_format, input_hw=self._hw(x),
+                              ceil_mode=ceil_mode)
         return self.apply(chain, x)
 
     def dense(self, x, units, *, name, activation=None):

@@ -7,7 +7,7 @@ geometry (C1 28x28x6, S2 14x14x6, C3 10x10x16, S4 5x5x16): 61,706 parameters.
 
 import keras
 
-from keras_cnn_ext.models._common import Net, check_common
+from keras_cnn_ext.models._common import Net, check_common, load_keras_weights
 from keras_cnn_ext.models.registry import register_model
 from keras_cnn_ext.ops import geometry
 
@@ -103,7 +103,7 @@ def _lenet(name, config, dense, input_shape=None, num_classes=10, include_top=Tr
 def lenet5(input_shape=None, num_classes=10, include_top=True, pooling=None,
            classifier_activation="softmax", layers="textbook", subsampling="max",
            activation="sigmoid", data_format=None, filters=(6, 16), kernel_sizes=5, strides=1,
-           paddings=(2, 0), dense_units=(120, 84)):
+           paddings=(2, 0), dense_units=(120, 84), weights=None):
     """LeNet-5 (LeCun et al. 1998, as in the course notes): 61,706 parameters at 28x28x1.
 
     Layers: c1 (5x5, 6, padding 2, sigmoid), s2 (2x2/2), c3 (5x5, 16, sigmoid), s4 (2x2/2),
@@ -130,10 +130,13 @@ def lenet5(input_shape=None, num_classes=10, include_top=True, pooling=None,
         paddings: padding of each stage's convolution: an int or word for all stages, or a
             tuple with one `kce.ops.corr2d` padding spelling per stage.
         dense_units: widths of the hidden dense layers (C5, F6).
+        weights: None, or a Keras weights file (``.weights.h5`` / ``.keras``) saved from a
+            LeNet-5 of the same arguments (no published layout exists for it).
 
     >>> lenet5(layers="keras").count_params()
     61706
     """
     config, dense = lenet_config(filters, kernel_sizes, strides, paddings, 2, dense_units)
-    return _lenet("lenet5", config, dense, input_shape, num_classes, include_top, pooling,
-                  classifier_activation, layers, subsampling, activation, data_format)
+    return load_keras_weights(
+        _lenet("lenet5", config, dense, input_shape, num_classes, include_top, pooling,
+               classifier_activation, layers, subsampling, activation, data_format), weights)

@@ -23,15 +23,26 @@ Keyword arguments of the builders (all optional):
 * ImageNet networks: ``input_shape`` (224, 224, 3) and ``num_classes`` 1000 by default;
   ``shortcut`` "auto" (projection where the shape changes: option B), "projection" (option C)
   or "zero_pad" (option A); ``stride_on`` for the bottleneck networks: "1x1" (the paper) or
-  "3x3" (torchvision's v1.5);
+  "3x3" (torchvision's v1.5); ``variant`` "paper" (default), "torchvision" (torchvision's
+  exact architecture: the v1.5 bottleneck) or, for ResNet-50/101/152, "keras"
+  (keras.applications' ResNet50/101/152: the v1 bottleneck, batch-norm epsilon 1.001e-5; see
+  `_check_variant`); ``weights``: None, a torchvision state dict (a ``.pth`` / ``.pt`` /
+  ``.safetensors`` path or a mapping of names to arrays; needs ``variant="torchvision"``) or a
+  keras.applications weight file (``.h5``, ``.weights.h5``, ``.keras``; needs
+  ``variant="keras"``), loaded strictly by `keras_cnn_ext.models.weights.load_weights`;
+  another ``num_classes`` loads all but the classifier and warns;
 * CIFAR networks: ``input_shape`` (32, 32, 3) and ``num_classes`` 10 by default; ``shortcut``
-  "zero_pad" (option A, the paper's choice here), "auto" or "projection".
+  "zero_pad" (option A, the paper's choice here), "auto" or "projection"; ``weights``: None or
+  a Keras weights file (``.weights.h5`` / ``.keras``) saved from the same builder and arguments
+  (no published layout exists for them).
 """
 
 import keras
 
 from keras_cnn_ext.layers.residual import BottleneckBlock, ResidualBlock
-from keras_cnn_ext.models._common import Net, check_common
+from keras_cnn_ext.models._common import (
+    Net, check_common, check_variant, load_into, load_keras_weights,
+)
 from keras_cnn_ext.models.registry import register_model
 from keras_cnn_ext.ops import geometry
 
@@ -43,18 +54,31 @@ RESNET_CONFIGS = {
     101: ("bottleneck", (3, 4, 23, 3)),
     152: ("bottleneck", (3, 8, 36, 3)),
 }
+# torchvision's grouped / wide bottleneck networks: (block, blocks per stage, block arguments);
+# the 3x3 is `groups` groups of `width_per_group` channels at stage width 64
+RESNEXT_CONFIGS = {
+    "resnext50_32x4d": ("bottleneck", (3, 4, 6, 3), dict(groups=32, width_per_group=4, stride_on="3x3")),
+    "resnext101_32x8d": ("bottleneck", (3, 4, 23, 3), dict(groups=32, width_per_group=8, stride_on="3x3")),
+    "resnext101_64x4d": ("bottleneck", (3, 4, 23, 3), dict(groups=64, width_per_group=4, stride_on="3x3")),
+    "wide_resnet50_2": ("bottleneck", (3, 4, 6, 3), dict(width_per_group=128, stride_on="3x3")),
+    "wide_resnet101_2": ("bottleneck", (3, 4, 23, 3), dict(width_per_group=128, stride_on="3x3")),
+}
 RESNET_WIDTHS = (64, 128, 256, 512)
 # depth -> n (blocks per stage); stage widths 16, 32, 64
 CIFAR_RESNET_CONFIGS = {20: 3, 32: 5, 44: 7, 56: 9, 110: 18}
 CIFAR_RESNET_WIDTHS = (16, 32, 64)
 
 _BN = dict(momentum=0.9, epsilon=1e-5)
+VARIANTS = ("paper", "torchvision", "keras")
+# keras.applications' ResNets (its batch norms: epsilon 1.001e-5, Keras' momentum 0.99)
+KERAS_RESNETS = ("resnet50", "resnet101", "resnet152")
+_VARIANT_BN = {"paper": _BN, "torchvision": _BN, "keras": dict(momentum=0.99, epsilon=1.001e-5)}
 
 
-def _stem_conv(net, x, filters, k, s, p):
+def _stem_conv(net, x, filters, k, s, p, bn=_BN):
     x = net.conv(x, filters, k, s, p, use_bias=False, kernel_initializer="he_normal",
                  name="conv1")
-    x = net.batch_norm(x, name="conv1_bn", **_BN)
+    x = net.batch_norm(x, name="conv1_bn", **bn)
     return keras.layers.ReLU(name="conv1_relu")(x)
 
 
@@ -109,29 +133,93 @@ def _finish(net, inputs, x, preactivation, include_top, pooling, num_classes,
     return keras.Model(inputs, x, name=net.model_name)
 
 
+_WEIGHTS_NEED = {
+    "torchvision": "laid out for torchvision's architecture, whose bottleneck strides on the "
+                   "3x3",
+    "keras": "keras.applications' ResNet, whose batch norms have epsilon 1.001e-5",
+}
+
+
+def _check_variant(variant, weights, stride_on, preactivation, shortcut,
+                   default_stride_on="1x1", name="resnet50"):
+    """The ``variant=`` argument, what it fixes, and the variant `weights` need (the one place
+    that says which source goes with which variant).
+
+    "torchvision" is torchvision's architecture: the v1.5 bottleneck (stride on the 3x3),
+    projection shortcuts where the shape changes, no pre-activation. Its other choices equal
+    the paper builder's already: 7x7/2 pad 3, max pool 3x3/2 pad 1 (PyTorch pads a max pool
+    with -inf, we with zeros; after the ReLU every value is >= 0 and every window holds one, so
+    the maxima agree), 3x3 pad 1, batch-norm epsilon 1e-5 and momentum 0.9 (PyTorch's 0.1).
+
+    "keras" (ResNet-50/101/152 only) is keras.applications' ResNet50/101/152: the v1
+    bottleneck (stride on the first 1x1, as the paper), projection shortcuts where the shape
+    changes, batch-norm epsilon 1.001e-5 and momentum 0.99. Its ZeroPadding2D(3) + 7x7/2 and
+    ZeroPadding2D(1) + max pool 3x3/2 are our pad-3 convolution and pad-1 pool (zeros before a
+    max of ReLU outputs, as above); its convolutions before a batch norm have biases, which
+    loading folds exactly into the norms' moving means (`weights.fold_conv_bias`).
+
+    `weights` laid out for one variant (`weights.source_variant`: a Keras file or
+    ``layer/variable`` names: "keras"; a PyTorch file or ``a.b.weight`` names: "torchvision")
+    need that variant. `default_stride_on` is the family paper's placement ("1x1" for ResNet,
+    "3x3" for ResNeXt).
+
+    Returns:
+        (variant, stride_on): the variant lower-cased and the bottleneck's stride placement.
+    """
+    variant = geometry.normalize_choice(variant, "variant", VARIANTS)
+    if variant == "keras" and name not in KERAS_RESNETS:
+        raise ValueError(
+            "Invalid value for argument `variant`. Expected 'paper' or 'torchvision' for "
+            f"{name} (keras.applications has ResNet50, ResNet101 and ResNet152). Received: "
+            f"variant={variant!r}")
+    layouts = {"torchvision": ("torchvision", _WEIGHTS_NEED["torchvision"])}
+    if name in KERAS_RESNETS:
+        layouts["keras"] = ("keras", _WEIGHTS_NEED["keras"])
+    variant = check_variant(variant, weights, layouts, VARIANTS)
+    if variant == "paper":
+        return variant, default_stride_on if stride_on is None else stride_on
+    fixed = "3x3" if variant == "torchvision" else "1x1"
+    for arg, value, ok in (("stride_on", stride_on, (None, fixed)),
+                           ("preactivation", preactivation, (False,)),
+                           ("shortcut", shortcut, ("auto", "projection"))):
+        if value not in ok:
+            raise ValueError(
+                f"Invalid value for argument `{arg}`. Expected {' or '.join(map(repr, ok))} "
+                f"with variant={variant!r}. Received: {arg}={value!r}")
+    return variant, fixed
+
+
 def _resnet(name, config, input_shape=None, num_classes=1000, include_top=True, pooling=None,
-            classifier_activation="softmax", layers="textbook", stride_on="1x1",
-            preactivation=False, shortcut="auto", data_format=None):
-    block, depths = config
+            classifier_activation="softmax", layers="textbook", stride_on=None,
+            preactivation=False, shortcut="auto", data_format=None, weights=None,
+            variant="paper"):
+    block, depths = config[:2]
+    block_args = dict(config[2]) if len(config) > 2 else {}
+    # the family's paper default: ResNeXt's paper strides on the 3x3 too
+    variant, stride_on = _check_variant(variant, weights, stride_on, preactivation, shortcut,
+                                        block_args.pop("stride_on", "1x1"), name)
+    bn = _VARIANT_BN[variant]
     input_shape, data_format = check_common(name, input_shape, num_classes, include_top,
                                             pooling, (224, 224), 3, data_format)
     net = Net(name, layers, input_shape, data_format)
     inputs = keras.Input(input_shape, name="input")
-    x = _stem_conv(net, inputs, 64, 7, 2, 3)
+    x = _stem_conv(net, inputs, 64, 7, 2, 3, bn)
     x = net.pool(x, "max", 3, 2, 1, name="pool1")
-    kwargs = dict(preactivation=preactivation, shortcut=shortcut)
+    kwargs = dict(preactivation=preactivation, shortcut=shortcut,
+                  batch_norm_momentum=bn["momentum"], batch_norm_epsilon=bn["epsilon"])
     if block == "bottleneck":
-        kwargs["stride_on"] = stride_on
+        kwargs.update(stride_on=stride_on, **block_args)
     x = _stages(net, x, block, resnet_config(RESNET_WIDTHS, depths), kwargs)
-    return _finish(net, inputs, x, preactivation, include_top, pooling, num_classes,
-                   classifier_activation)
+    model = _finish(net, inputs, x, preactivation, include_top, pooling, num_classes,
+                    classifier_activation)
+    return load_into(model, weights, "keras_resnet" if variant == "keras" else "resnet")
 
 
 def _cifar_resnet(name, n, input_shape=None, num_classes=10, include_top=True, pooling=None,
                   classifier_activation="softmax", layers="textbook", shortcut="zero_pad",
                   preactivation=False, data_format=None, depths=None,
                   filters=CIFAR_RESNET_WIDTHS, strides=None, kernel_sizes=3, block="basic",
-                  stem_filters=16, stem_kernel=3, stem_stride=1):
+                  stem_filters=16, stem_kernel=3, stem_stride=1, weights=None):
     input_shape, data_format = check_common(name, input_shape, num_classes, include_top,
                                             pooling, (32, 32), 3, data_format)
     block = geometry.normalize_choice(block, "block", ("basic", "bottleneck"))
@@ -141,8 +229,8 @@ def _cifar_resnet(name, n, input_shape=None, num_classes=10, include_top=True, p
     depths = (n,) * len(filters) if depths is None else depths
     x = _stages(net, x, block, resnet_config(filters, depths, strides, kernel_sizes),
                 dict(preactivation=preactivation, shortcut=shortcut))
-    return _finish(net, inputs, x, preactivation, include_top, pooling, num_classes,
-                   classifier_activation)
+    return load_keras_weights(_finish(net, inputs, x, preactivation, include_top, pooling,
+                                      num_classes, classifier_activation), weights)
 
 
 def cifar_resnet(depths=(3, 3, 3), filters=CIFAR_RESNET_WIDTHS, strides=None, kernel_sizes=3,
@@ -214,6 +302,54 @@ def resnet152(**kwargs):
     Keyword arguments: see the module docstring (ImageNet networks).
     """
     return _resnet("resnet152", RESNET_CONFIGS[152], **kwargs)
+
+
+@register_model
+def resnext50_32x4d(**kwargs):
+    """ResNeXt-50 32x4d (Xie et al. 2017; torchvision): bottlenecks 3-4-6-3 whose 3x3 is 32
+    groups of 4 channels per 64 of stage width: 25,028,904 trainable parameters.
+
+    Keyword arguments: see the module docstring (ImageNet networks); the stride is on the 3x3
+    (the ResNeXt paper's placement, and torchvision's).
+    """
+    return _resnet("resnext50_32x4d", RESNEXT_CONFIGS["resnext50_32x4d"], **kwargs)
+
+
+@register_model
+def resnext101_32x8d(**kwargs):
+    """ResNeXt-101 32x8d (torchvision): 88,791,336 trainable parameters.
+
+    Keyword arguments: see `resnext50_32x4d`.
+    """
+    return _resnet("resnext101_32x8d", RESNEXT_CONFIGS["resnext101_32x8d"], **kwargs)
+
+
+@register_model
+def resnext101_64x4d(**kwargs):
+    """ResNeXt-101 64x4d (torchvision): 83,455,272 trainable parameters.
+
+    Keyword arguments: see `resnext50_32x4d`.
+    """
+    return _resnet("resnext101_64x4d", RESNEXT_CONFIGS["resnext101_64x4d"], **kwargs)
+
+
+@register_model
+def wide_resnet50_2(**kwargs):
+    """Wide ResNet-50-2 (torchvision's: a ResNet-50 whose bottleneck 1x1 and 3x3 are twice
+    as wide): 68,883,240 trainable parameters.
+
+    Keyword arguments: see `resnext50_32x4d`.
+    """
+    return _resnet("wide_resnet50_2", RESNEXT_CONFIGS["wide_resnet50_2"], **kwargs)
+
+
+@register_model
+def wide_resnet101_2(**kwargs):
+    """Wide ResNet-101-2 (torchvision's): 126,886,696 trainable parameters.
+
+    Keyword arguments: see `resnext50_32x4d`.
+    """
+    return _resnet("wide_resnet101_2", RESNEXT_CONFIGS["wide_resnet101_2"], **kwargs)
 
 
 @register_model

@@ -18,8 +18,10 @@ E       19      143,667,240
 
 import keras
 
-from keras_cnn_ext.models._common import Net, check_common
+from keras_cnn_ext.layers.pooling import AdaptiveAveragePooling2D
+from keras_cnn_ext.models._common import VARIANTS, Net, check_common, check_variant, load_into
 from keras_cnn_ext.models.registry import register_model
+from keras_cnn_ext.ops import geometry
 
 VGG_WIDTHS = (64, 128, 256, 512, 512)
 # per configuration: the kernel sizes of each stage's convolutions, and LRN after conv1_1
@@ -32,6 +34,11 @@ VGG_CONFIGS = {
     "E": dict(stages=((3, 3), (3, 3), (3, 3, 3, 3), (3, 3, 3, 3), (3, 3, 3, 3)), lrn=False),
 }
 VGG_DENSE = (("fc6", 4096), ("fc7", 4096))
+# the configurations torchvision builds, and its names for them
+TORCHVISION_CONFIGS = {"A": "vgg11", "B": "vgg13", "D": "vgg16", "E": "vgg19"}
+# keras.applications' VGGs: the paper's configurations D and E (no batch norm)
+KERAS_VGGS = ("vgg16", "vgg19")
+TORCHVISION_BN = dict(epsilon=1e-5, momentum=0.9)  # PyTorch's eps 1e-5, momentum 0.1
 
 
 def vgg_stage(index, kernels, filters, strides=1):
@@ -65,9 +72,32 @@ def vgg_config(stages, filters=VGG_WIDTHS, strides=1):
                ())
 
 
+def _torchvision_config(config, filters, strides, dense):
+    """torchvision's VGG exists for A, B, D, E at the paper's widths only."""
+    if config not in TORCHVISION_CONFIGS:
+        raise ValueError(
+            "Invalid value for argument `variant`. Expected 'paper' for configuration "
+            f"{config!r} (torchvision builds only {', '.join(map(repr, TORCHVISION_CONFIGS))}: "
+            f"{', '.join(TORCHVISION_CONFIGS.values())}). Received: variant='torchvision'")
+    for arg, value, default in (("filters", filters, None), ("strides", strides, 1),
+                                ("dense_units", tuple(u for _, u in dense), (4096, 4096))):
+        if value != default:
+            raise ValueError(
+                f"Invalid value for argument `{arg}`. Expected {default!r} with "
+                f"variant='torchvision' (torchvision's layout). Received: {arg}={value!r}")
+
+
 def _vgg(name, config, input_shape=None, num_classes=1000, include_top=True, pooling=None,
          classifier_activation="softmax", layers="textbook", dropout=0.5, data_format=None,
-         filters=None, strides=1, dense=VGG_DENSE):
+         filters=None, strides=1, dense=VGG_DENSE, batch_norm=False, variant="paper",
+         weights=None):
+    layouts = {"torchvision": ("torchvision", "the weights are laid out for torchvision's VGG, "
+                                              "whose classifier follows an adaptive average "
+                                              "pooling to 7x7")}
+    if name in KERAS_VGGS:
+        layouts["keras"] = ("paper", "keras.applications' VGG16/VGG19 are the paper's "
+                                     "configurations D/E, flattened in (H, W, C) order as ours")
+    variant = check_variant(variant, weights, layouts)
     input_shape, data_format = check_common(name, input_shape, num_classes, include_top,
                                             pooling, (224, 224), 3, data_format)
     net = Net(name, layers, input_shape, data_format)
@@ -79,12 +109,19 @@ def _vgg(name, config, input_shape=None, num_classes=1000, include_top=True, poo
         if kind == "pool":
             x = net.pool(x, "max", k, s, p, name=layer_name)
             continue
-        x = net.conv(x, width, k, s, p, activation="relu", name=layer_name)
+        if batch_norm:  # conv (with its bias, as torchvision's) -> BN -> ReLU
+            x = net.conv(x, width, k, s, p, name=layer_name)
+            x = net.batch_norm(x, name=layer_name + "_bn", **TORCHVISION_BN)
+            x = keras.layers.ReLU(name=layer_name + "_relu")(x)
+        else:
+            x = net.conv(x, width, k, s, p, activation="relu", name=layer_name)
         if layer_name == "conv1_1" and config["lrn"]:
             x = net.lrn(x, name="norm1")
+    if variant == "torchvision" and include_top:
+        x = net.apply(AdaptiveAveragePooling2D(7, data_format=data_format, name="avgpool"), x)
     x = net.dense_head(x, dense, include_top, pooling, num_classes, classifier_activation,
                        dropout=dropout, fc_name=f"fc{6 + len(dense)}")
-    return keras.Model(inputs, x, name=name)
+    return load_into(keras.Model(inputs, x, name=name), weights)  # "vgg" or "keras_vgg"
 
 
 _NAMES = {"A": "vgg11", "A-LRN": "vgg11_lrn", "B": "vgg13", "C": "vgg16_c", "D": "vgg16",
@@ -93,7 +130,8 @@ _NAMES = {"A": "vgg11", "A-LRN": "vgg11_lrn", "B": "vgg13", "C": "vgg16_c", "D":
 
 def vgg(config="D", input_shape=None, num_classes=1000, include_top=True, pooling=None,
         classifier_activation="softmax", layers="textbook", dropout=0.5, data_format=None,
-        filters=None, strides=1, dense_units=(4096, 4096)):
+        filters=None, strides=1, dense_units=(4096, 4096), batch_norm=False, variant="paper",
+        weights=None):
     """A VGG network of the paper's Table 1 (or a custom stage layout).
 
     Args:
@@ -110,11 +148,30 @@ def vgg(config="D", input_shape=None, num_classes=1000, include_top=True, poolin
             1 in the paper, where only the poolings downsample.
         dense_units: the widths of the hidden dense layers fc6, fc7, ...; the classifier is
             "fc{6 + len(dense_units)}" (fc8 in the paper).
+        batch_norm: batch normalisation after every convolution, before its ReLU (epsilon
+            1e-5, momentum 0.9: torchvision's ``vgg*_bn``; not in the paper); the model's
+            name gets "_bn".
+        variant: "paper" (default) or "torchvision": torchvision's VGG (configurations A, B,
+            D, E = its vgg11, vgg13, vgg16, vgg19, at the paper's widths), whose classifier
+            follows an ``AdaptiveAveragePooling2D(7)`` ("avgpool"), so any input of at least
+            32x32 reaches the 25,088-input fc6 (the identity at 224x224: the same parameters
+            as the paper's network there).
+        weights: None, or a torchvision ``vgg11`` .. ``vgg19`` / ``vgg11_bn`` .. ``vgg19_bn``
+            state dict (a ``.pth`` / ``.pt`` / ``.safetensors`` path or a mapping of names to
+            arrays), loaded strictly by `keras_cnn_ext.models.weights.load_weights`; needs
+            ``variant="torchvision"`` and the matching ``batch_norm``; another
+            ``num_classes`` loads all but fc8 and warns.
 
     >>> vgg("A", input_shape=(32, 32, 3), num_classes=10, layers="keras").count_params()
     28144010
     """
     dense = tuple((f"fc{6 + j}", units) for j, units in enumerate(dense_units))
+    batch_norm = geometry.normalize_bool(batch_norm, "batch_norm")
+    common = dict(input_shape=input_shape, num_classes=num_classes, include_top=include_top,
+                  pooling=pooling, classifier_activation=classifier_activation, layers=layers,
+                  dropout=dropout, data_format=data_format, filters=filters, strides=strides,
+                  dense=dense, batch_norm=batch_norm, variant=variant, weights=weights)
+    suffix = "_bn" if batch_norm else ""
     if isinstance(config, (list, tuple)):
         if not config or not all(isinstance(st, (list, tuple)) and st and all(
                 isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in st)
@@ -124,51 +181,117 @@ def vgg(config="D", input_shape=None, num_classes=1000, include_top=True, poolin
                 "non-empty tuple of per-stage kernel-size tuples. Received: "
                 f"config={config!r}"
             )
-        return _vgg("vgg", dict(stages=tuple(tuple(st) for st in config), lrn=False),
-                    input_shape, num_classes, include_top, pooling, classifier_activation,
-                    layers, dropout, data_format, filters, strides, dense)
+        if geometry.normalize_choice(variant, "variant", VARIANTS) != "paper":
+            raise ValueError("Invalid value for argument `variant`. Expected 'paper' with a "
+                             "custom `config`. Received: variant='torchvision'")
+        return _vgg("vgg" + suffix, dict(stages=tuple(tuple(st) for st in config), lrn=False),
+                    **common)
     if not isinstance(config, str) or config.upper() not in VGG_CONFIGS:
         raise ValueError(
             "Invalid value for argument `config`. Expected one of "
             f"{', '.join(repr(c) for c in VGG_CONFIGS)}. Received: config={config!r}"
         )
     config = config.upper()
-    return _vgg(_NAMES[config], VGG_CONFIGS[config], input_shape, num_classes, include_top,
-                pooling, classifier_activation, layers, dropout, data_format, filters, strides,
-                dense)
+    if geometry.normalize_choice(variant, "variant", VARIANTS) == "torchvision":
+        _torchvision_config(config, filters, strides, dense)
+    return _vgg(_NAMES[config] + suffix, VGG_CONFIGS[config], **common)
 
 
 @register_model(aliases=("vgg_a",))
 def vgg11(**kwargs):
-    """VGG configuration A (11 weight layers): 132,863,336 parameters."""
+    """VGG configuration A (11 weight layers): 132,863,336 parameters.
+
+    Keyword arguments: see `vgg`. Weight layouts (``weights=``, with
+    ``variant="torchvision"``): torchvision's ``vgg11`` state dicts.
+    """
     return vgg("A", **kwargs)
 
 
 @register_model(aliases=("vgg_a_lrn",))
 def vgg11_lrn(**kwargs):
-    """VGG configuration A-LRN (A with LRN after conv1_1): 132,863,336 parameters."""
+    """VGG configuration A-LRN (A with LRN after conv1_1): 132,863,336 parameters.
+
+    Keyword arguments: see `vgg`. Weight layouts (``weights=``, with
+    ``variant="torchvision"``): none (torchvision has no A-LRN; ``variant`` 'paper' only).
+    """
     return vgg("A-LRN", **kwargs)
 
 
 @register_model(aliases=("vgg_b",))
 def vgg13(**kwargs):
-    """VGG configuration B (13 weight layers): 133,047,848 parameters."""
+    """VGG configuration B (13 weight layers): 133,047,848 parameters.
+
+    Keyword arguments: see `vgg`. Weight layouts (``weights=``, with
+    ``variant="torchvision"``): torchvision's ``vgg13`` state dicts.
+    """
     return vgg("B", **kwargs)
 
 
 @register_model(aliases=("vgg_c",))
 def vgg16_c(**kwargs):
-    """VGG configuration C (16 weight layers, three 1x1 convolutions): 133,638,952."""
+    """VGG configuration C (16 weight layers, three 1x1 convolutions): 133,638,952.
+
+    Keyword arguments: see `vgg`. Weight layouts (``weights=``, with
+    ``variant="torchvision"``): none (torchvision has no configuration C; ``variant`` 'paper' only).
+    """
     return vgg("C", **kwargs)
 
 
 @register_model(aliases=("vgg_d",))
 def vgg16(**kwargs):
-    """VGG configuration D (16 weight layers): 138,357,544 parameters."""
+    """VGG configuration D (16 weight layers): 138,357,544 parameters.
+
+    Keyword arguments: see `vgg`. Weight layouts (``weights=``, with
+    ``variant="torchvision"``): torchvision's ``vgg16`` state dicts.
+    """
     return vgg("D", **kwargs)
 
 
 @register_model(aliases=("vgg_e",))
 def vgg19(**kwargs):
-    """VGG configuration E (19 weight layers): 143,667,240 parameters."""
+    """VGG configuration E (19 weight layers): 143,667,240 parameters.
+
+    Keyword arguments: see `vgg`. Weight layouts (``weights=``, with
+    ``variant="torchvision"``): torchvision's ``vgg19`` state dicts.
+    """
     return vgg("E", **kwargs)
+
+
+@register_model
+def vgg11_bn(**kwargs):
+    """VGG configuration A, batch norm after every convolution: 132,868,840 parameters.
+
+    Keyword arguments: see `vgg`. Weight layouts (``weights=``, with
+    ``variant="torchvision"``): torchvision's ``vgg11_bn`` state dicts.
+    """
+    return vgg("A", batch_norm=True, **kwargs)
+
+
+@register_model
+def vgg13_bn(**kwargs):
+    """VGG configuration B, batch norm after every convolution: 133,053,736 parameters.
+
+    Keyword arguments: see `vgg`. Weight layouts (``weights=``, with
+    ``variant="torchvision"``): torchvision's ``vgg13_bn`` state dicts.
+    """
+    return vgg("B", batch_norm=True, **kwargs)
+
+
+@register_model
+def vgg16_bn(**kwargs):
+    """VGG configuration D, batch norm after every convolution: 138,365,992 parameters.
+
+    Keyword arguments: see `vgg`. Weight layouts (``weights=``, with
+    ``variant="torchvision"``): torchvision's ``vgg16_bn`` state dicts.
+    """
+    return vgg("D", batch_norm=True, **kwargs)
+
+
+@register_model
+def vgg19_bn(**kwargs):
+    """VGG configuration E, batch norm after every convolution: 143,678,248 parameters.
+
+    Keyword arguments: see `vgg`. Weight layouts (``weights=``, with
+    ``variant="torchvision"``): torchvision's ``vgg19_bn`` state dicts.
+    """
+    return vgg("E", batch_norm=True, **kwargs)

@@ -3,7 +3,7 @@
 The forward pass pads explicitly (or, when the textbook padding coincides with TensorFlow's
 'SAME', lets the framework's kernel pad) and calls TensorFlow's optimized VALID/SAME
 convolution and pooling kernels. The backward pass is written out with `tf.custom_gradient`
-from the backprop formulas (README, "Semantics") rather than left to autodiff:
+from the backprop formulas (docs/semantics.md) rather than left to autodiff:
 
 * corr2d: dX̂ = full correlation of the stride-dilated upstream gradient with the 180°-rotated
   kernel, then the padding is cropped (zeros) or folded back onto the cells it copied
@@ -20,6 +20,9 @@ from the backprop formulas (README, "Semantics") rather than left to autodiff:
   / IEEE; TensorFlow's own kernels skip NaN). One reduction over the input decides whether any
   NaN is present; only then does a `tf.cond` take the exact path (`_max_pool_nan`).
 * mean pooling: every cell of a window receives upstream / divisor.
+* `ceil_mode` (PyTorch's rounding): the last windows reach `geometry.ceil_overhang` cells past
+  the padded input; those cells are appended as -inf (max: they never win) or 0 (mean, whose
+  divisor then counts only the cells inside the padded input), and the pooling runs VALID.
 
 Why explicit padding instead of `tf.nn.conv2d(padding=[...])`: on the CPU the explicit-padding
 backward is 2-3x slower than pad + VALID (measured on the project's CPUs; docs/toolchain.md).
@@ -38,7 +41,8 @@ array([[ 0.,  2.,  3.],
 
 import tensorflow as tf
 
-from keras_cnn_ext.ops import conv_grads, dispatch, geometry
+from keras_cnn_ext.ops import conv_dilated, conv_grads, dispatch, geometry
+from keras_cnn_ext.ops._custom_gradient import custom_gradient
 
 
 
@@ -190,13 +194,19 @@ def _restore(d_frame, full_hw):
 
 
 def corr2d(x, kernel, strides=(1, 1), padding=geometry.NO_PADDING, padding_mode="zeros",
-           mode="cross_correlation", data_format="channels_last"):
-    """Textbook cross-correlation (no bias) with an explicit gradient. See module docstring."""
+           mode="cross_correlation", data_format="channels_last", dilations=(1, 1), groups=1):
+    """Textbook cross-correlation (no bias) with an explicit gradient. See module docstring.
+
+    `dilations` and `groups` (PyTorch's `Conv2d` geometry) run `conv_dilated`; the default
+    (1, 1) and 1 take the path below unchanged."""
     strides = tuple(strides)
     pads = tuple(tuple(p) for p in padding)
     flip = mode == "convolution"
+    if tuple(dilations) != (1, 1) or groups != 1:
+        return _corr2d_dilated_grouped(x, kernel, strides, pads, padding_mode, flip,
+                                       data_format, tuple(dilations), groups)
 
-    @tf.custom_gradient
+    @custom_gradient
     def _corr(x, kernel):
         x_nhwc = _check_window_fits(_to_nhwc(x, data_format), tuple(kernel.shape[:2]), pads)
         window = tuple(kernel.shape[:2])
@@ -235,6 +245,42 @@ def corr2d(x, kernel, strides=(1, 1), padding=geometry.NO_PADDING, padding_mode=
     return _corr(x, kernel)
 
 
+def _corr2d_dilated_grouped(x, kernel, strides, pads, padding_mode, flip, data_format,
+                            dilations, groups):
+    """`corr2d` with dilation and / or groups: replicate / reflect padding materialised as
+    above, then `conv_dilated.Plan` forward and its explicit backward."""
+
+    @custom_gradient
+    def _corr(x, kernel):
+        window = tuple(kernel.shape[:2])
+        x_nhwc = _check_window_fits(_to_nhwc(x, data_format),
+                                    geometry.effective_window(window, dilations), pads)
+        used = tf.reverse(kernel, (0, 1)) if flip else kernel
+        if padding_mode == "zeros":
+            frame, run_pads = x_nhwc, pads
+        else:
+            frame, run_pads = pad(x_nhwc, pads, padding_mode), geometry.NO_PADDING
+        plan = conv_dilated.Plan(frame, used, strides, run_pads, dilations, groups)
+        y = plan.forward(frame, used)
+        out_hw = [geometry.padded_output_size(size, m, s, p) for size, m, s, p in zip(
+            _static_hw(x_nhwc), geometry.effective_window(window, dilations), strides, pads)
+            ] if all(isinstance(d, int) for d in _static_hw(x_nhwc)) else (None, None)
+        y.set_shape((x_nhwc.shape[0], out_hw[0], out_hw[1], kernel.shape[3]))
+
+        def grad(upstream):
+            g = _to_nhwc(upstream, data_format)
+            d_frame, dw = plan.backward(frame, used, g)
+            dx = d_frame if padding_mode == "zeros" else unpad(
+                d_frame, pads, tf.shape(x_nhwc), padding_mode)
+            if flip:
+                dw = tf.reverse(dw, (0, 1))
+            return _from_nhwc(dx, data_format), dw
+
+        return _from_nhwc(y, data_format), grad
+
+    return _corr(x, kernel)
+
+
 def _lowest(dtype):
     return tf.constant(float("-inf"), dtype)
 
@@ -257,7 +303,7 @@ class _MaxPoolKernels:
 
 
 def _max_pool_nan(kernels, xp, y, g=None):
-    """The exact max pooling of an input holding NaN (README, "Semantics").
+    """The exact max pooling of an input holding NaN (docs/semantics.md).
 
     Forward: the windows holding a NaN cell output NaN, the others TensorFlow's maximum `y`.
     Backward (with the upstream `g`): a NaN window sends its gradient to its first NaN cell in
@@ -278,23 +324,62 @@ def _max_pool_nan(kernels, xp, y, g=None):
     return to_numbers + to_nans
 
 
+def _overhang(x_nhwc, pool_size, strides, pads, ceil_mode):
+    """ceil_mode's cells past the padded input per spatial axis: ints, or size tensors where
+    the size is unknown at trace time (None without ceil_mode)."""
+    if not ceil_mode:
+        return None
+    shape = tf.shape(x_nhwc)
+    out = []
+    for axis, m, s, p in zip((1, 2), pool_size, strides, pads):
+        size = x_nhwc.shape[axis]
+        if size is not None:
+            out.append(geometry.ceil_overhang(size, m, s, p, True))
+            continue
+        size = shape[axis]
+        k = geometry.padded_output_size(size, m, s, p, True)
+        out.append(tf.maximum(0, (k - 1) * s + m - (size + p[0] + p[1])))
+    if all(isinstance(e, int) and e == 0 for e in out):
+        return None  # the last windows end inside the padded input: as without ceil_mode
+    return out
+
+
+def _pad_overhang(xp, overhang, fill):
+    """Appends ceil_mode's overhang cells (bottom, right) to the padded input."""
+    if overhang is None:
+        return xp
+    return tf.pad(xp, ((0, 0), (0, overhang[0]), (0, overhang[1]), (0, 0)),
+                  constant_values=fill)
+
+
+def _crop_overhang(dxp, overhang):
+    """The adjoint of `_pad_overhang`: drops the gradient of the overhang cells (always 0)."""
+    if overhang is None:
+        return dxp
+    shape = tf.shape(dxp)
+    return dxp[:, :shape[1] - overhang[0], :shape[2] - overhang[1], :]
+
+
 def max_pool2d(x, pool_size, strides=None, padding=geometry.NO_PADDING, padding_mode="zeros",
-               data_format="channels_last"):
+               data_format="channels_last", ceil_mode=False):
     """Max pooling; 'zeros' lets padded zeros compete, 'ignore' never lets them win; a window
-    holding NaN gives NaN (see `_max_pool_nan`)."""
+    holding NaN gives NaN (see `_max_pool_nan`); ceil_mode's cells past the padded input hold
+    -inf (they never win: each window starts on a cell of the padded input)."""
     strides = tuple(geometry.pool_strides(pool_size, strides))
     pads = tuple(tuple(p) for p in padding)
 
-    @tf.custom_gradient
+    @custom_gradient
     def _pool(x):
         x_nhwc = _to_nhwc(x, data_format)
-        if padding_mode == "ignore" and geometry.is_tf_same(_static_hw(x_nhwc), pool_size,
-                                                            strides, pads):
+        overhang = _overhang(x_nhwc, pool_size, strides, pads, ceil_mode)
+        if overhang is None and padding_mode == "ignore" and geometry.is_tf_same(
+                _static_hw(x_nhwc), pool_size, strides, pads):
             tf_padding, xp = "SAME", x_nhwc
         else:
             fill = _lowest(x.dtype) if padding_mode == "ignore" else 0.0
             x_nhwc = _check_window_fits(x_nhwc, pool_size, pads)
-            tf_padding, xp = "VALID", pad(x_nhwc, pads, "zeros", fill=fill)
+            tf_padding, xp = "VALID", _pad_overhang(pad(x_nhwc, pads, "zeros", fill=fill),
+                                                    overhang, _lowest(x.dtype))
         kernels = _MaxPoolKernels(pool_size, strides, tf_padding)
         y_tf = kernels.pool(xp)
         # One pass over the input (a sum is NaN if any cell is; inf - inf only costs speed)
@@ -309,7 +394,8 @@ def max_pool2d(x, pool_size, strides=None, padding=geometry.NO_PADDING, padding_
             dxp_tf = kernels.grad(xp, y_tf, g)
             dxp = tf.cond(has_nan, lambda: _max_pool_nan(kernels, xp, y_tf, g),
                           lambda: dxp_tf)
-            dx = dxp if tf_padding == "SAME" else unpad(dxp, pads, tf.shape(x_nhwc), "zeros")
+            dx = dxp if tf_padding == "SAME" else unpad(
+                _crop_overhang(dxp, overhang), pads, tf.shape(x_nhwc), "zeros")
             return _from_nhwc(dx, data_format)
 
         return _from_nhwc(y, data_format), grad
@@ -317,37 +403,44 @@ def max_pool2d(x, pool_size, strides=None, padding=geometry.NO_PADDING, padding_
     return _pool(x)
 
 
-def _window_counts(x_nhwc, pool_size, strides, pads, dtype):
-    """Number of real (unpadded) cells in every window, shaped (1, K, L, 1)."""
+def _window_counts(x_nhwc, pool_size, strides, pads, dtype, overhang=None, count_pads=False):
+    """Number of counted cells in every window, shaped (1, K, L, 1): the real (unpadded) ones,
+    or with `count_pads` those of the padded input; never ceil_mode's overhang."""
     shape = tf.shape(x_nhwc)
     ones = tf.ones((1, shape[1], shape[2], 1), dtype)
     window_cells = pool_size[0] * pool_size[1]
-    return tf.nn.avg_pool2d(pad(ones, pads, "zeros"), (1,) + tuple(pool_size) + (1,),
-                            (1,) + tuple(strides) + (1,), "VALID") * window_cells
+    counted = pad(ones, pads, "zeros", fill=1.0 if count_pads else 0.0)
+    return tf.nn.avg_pool2d(_pad_overhang(counted, overhang, 0.0),
+                            (1,) + tuple(pool_size) + (1,), (1,) + tuple(strides) + (1,),
+                            "VALID") * window_cells
 
 
 def mean_pool2d(x, pool_size, strides=None, padding=geometry.NO_PADDING, padding_mode="zeros",
-                data_format="channels_last"):
-    """Mean pooling; divisor M*N ('zeros', the book) or the real-cell count ('ignore')."""
+                data_format="channels_last", ceil_mode=False):
+    """Mean pooling; divisor M*N ('zeros', the book) or the real-cell count ('ignore');
+    ceil_mode's cells past the padded input are not counted (PyTorch's avg_pool2d)."""
     strides = tuple(geometry.pool_strides(pool_size, strides))
     ksize = (1,) + tuple(pool_size) + (1,)
     tf_strides = (1,) + strides + (1,)
     pads = tuple(tuple(p) for p in padding)
     window_cells = pool_size[0] * pool_size[1]
 
-    @tf.custom_gradient
+    @custom_gradient
     def _pool(x):
         x_nhwc = _to_nhwc(x, data_format)
-        same = padding_mode == "ignore" and geometry.is_tf_same(_static_hw(x_nhwc), pool_size,
-                                                                strides, pads)
-        rescale = padding_mode == "ignore" and not same and not geometry.no_padding(pads)
+        overhang = _overhang(x_nhwc, pool_size, strides, pads, ceil_mode)
+        same = overhang is None and padding_mode == "ignore" and geometry.is_tf_same(
+            _static_hw(x_nhwc), pool_size, strides, pads)
+        rescale = overhang is not None or (
+            padding_mode == "ignore" and not same and not geometry.no_padding(pads))
         if same:
             tf_padding, xp = "SAME", x_nhwc
         else:
             x_nhwc = _check_window_fits(x_nhwc, pool_size, pads)
-            tf_padding, xp = "VALID", pad(x_nhwc, pads, "zeros")
+            tf_padding, xp = "VALID", _pad_overhang(pad(x_nhwc, pads, "zeros"), overhang, 0.0)
         y = tf.nn.avg_pool2d(xp, ksize, tf_strides, tf_padding)
-        scale = (window_cells / _window_counts(x_nhwc, pool_size, strides, pads, x.dtype)
+        scale = (window_cells / _window_counts(x_nhwc, pool_size, strides, pads, x.dtype,
+                                               overhang, count_pads=padding_mode == "zeros")
                  if rescale else None)
         if rescale:
             y = y * scale
@@ -358,7 +451,8 @@ def mean_pool2d(x, pool_size, strides=None, padding=geometry.NO_PADDING, padding
                 g = g * scale
             dxp = tf.raw_ops.AvgPoolGrad(orig_input_shape=tf.shape(xp), grad=g, ksize=ksize,
                                          strides=tf_strides, padding=tf_padding)
-            dx = dxp if same else unpad(dxp, pads, tf.shape(x_nhwc), "zeros")
+            dx = dxp if same else unpad(_crop_overhang(dxp, overhang), pads,
+                                        tf.shape(x_nhwc), "zeros")
             return _from_nhwc(dx, data_format)
 
         return _from_nhwc(y, data_format), grad

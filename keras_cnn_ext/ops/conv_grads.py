@@ -352,11 +352,17 @@ def _kernel_grad_swap(x, g, window, strides, pads):
 def kernel_grad(x, g, window, strides, pads, method="tf"):
     """dL/dw (M, N, C, F) of `correlate(x, w, strides, pads)` for NHWC x, upstream `g`."""
     window, strides = tuple(window), tuple(strides)
-    c, f = x.shape[3], g.shape[3]
+    # channel counts unknown at trace time (an upstream gradient of unknown shape) are read
+    # when the graph runs
+    c = x.shape[3] if x.shape[3] is not None else tf.shape(x)[3]
+    f = g.shape[3] if g.shape[3] is not None else tf.shape(g)[3]
+    sizes = window + (c, f)
+    if not all(isinstance(v, int) for v in sizes):
+        sizes = tf.stack(sizes)
     if method == "gemm":
         p, transposed = _patch_matrix(x, window, strides, pads)
         dw = tf.matmul(p, tf.reshape(g, (-1, f)), transpose_a=not transposed)
-        return tf.reshape(dw, window + (c, f))
+        return tf.reshape(dw, sizes)
     if method == "swap":
         return _kernel_grad_swap(x, g, window, strides, pads)
     if method != "tf":
@@ -367,6 +373,6 @@ def kernel_grad(x, g, window, strides, pads, method="tf"):
         xp, padding = x, "SAME"
     else:
         xp, padding = _pad_or_crop(x, pads), "VALID"
-    return tf.raw_ops.Conv2DBackpropFilter(input=xp, filter_sizes=window + (c, f),
+    return tf.raw_ops.Conv2DBackpropFilter(input=xp, filter_sizes=sizes,
                                            out_backprop=g, strides=tf_strides,
                                            padding=padding)

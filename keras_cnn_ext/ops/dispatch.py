@@ -1,12 +1,23 @@
 """Chooses an implementation for `implementation="auto"`.
 
-Rule (measured with `benchmarks/bench_native.py`, table in the README): "auto" uses the compiled
+Rule (measured with `benchmarks/bench_native.py`, table in docs/native-ops.md): "auto" uses the compiled
 native op only where it is loaded and was measured at least as fast as the composite path for
 that op, device and dtype (`NATIVE_PREFERRED`), and never inside an XLA cluster (the native ops
-have no XLA kernels). Everywhere else it uses the composite path, which XLA and GPUs run. The
-environment variable `KERAS_CNN_EXT_IMPLEMENTATION` (`auto` | `composite` | `native`) overrides
-"auto" for the whole process; `implementation_scope` overrides every choice (explicit ones too)
-for the ops created inside a block, e.g. while a portable SavedModel is traced.
+have no XLA kernels), and never in a graph that may leave the process (below). Everywhere else
+it uses the composite path, which XLA and GPUs run. The environment variable
+`KERAS_CNN_EXT_IMPLEMENTATION` (`auto` | `composite` | `native`) overrides "auto" for the whole
+process; `implementation_scope` overrides every choice (explicit ones too) for the ops created
+inside a block, e.g. while a portable SavedModel is traced.
+
+Export-aware "auto" (docs/export.md): the compiled ops exist only in a process that loaded the
+library, so "auto" puts them only where the graph runs in this process and nowhere else:
+eager calls, and functions traced inside `strategy.run` — which is how Keras's `fit`,
+`evaluate` and `predict` run every step, on the default strategy as on `MirroredStrategy` — or
+inside `process_local_scope()`. Any other trace — `model.export` in every format (its
+`ExportArchive` traces `model.__call__` in a plain `tf.function`), `tf.saved_model.save`,
+tf2onnx, a user's own `tf.function` — gets the composite ops: stock TensorFlow ops, the same
+numbers, loadable anywhere. Explicit `implementation="native"` is kept everywhere; exporting a
+layer that runs it fails loudly instead (`check_exportable`).
 
 >>> resolve("composite", "corr2d")  # an explicit choice is kept
 'composite'
@@ -28,7 +39,7 @@ from keras_cnn_ext.ops import native
 ENV_VAR = "KERAS_CNN_EXT_IMPLEMENTATION"
 
 # (op, device type, dtype) -> the fewest channels from which the native op won the benchmarks
-# on the project's CPUs (`benchmarks/bench_native.py`, README): pooling is a fused pad + pool
+# on the project's CPUs (`benchmarks/bench_native.py`, docs/native-ops.md): pooling is a fused pad + pool
 # without a padded copy, the channel axis in vector pieces of 4, 8 or 16. Max pooling, native /
 # stock `tf.nn.max_pool2d` (forward + the oneDNN gradient paired with it), float32, 2x2 stride 2:
 # 0.44-0.58 at 1-3 channels, 0.67-0.83 at 6 (LeNet-5's first pool; 2.5x before the pieces),
@@ -51,6 +62,110 @@ NATIVE_PREFERRED = {
 # Set by `implementation_scope`; a ContextVar so that a scope entered in one thread (or asyncio
 # task) never changes what ops traced concurrently elsewhere resolve to.
 _scoped = contextvars.ContextVar("keras_cnn_ext_implementation_scope", default=None)
+# Set by `process_local_scope`: graphs traced inside stay in this process.
+_process_local = contextvars.ContextVar("keras_cnn_ext_process_local", default=False)
+# Set by `native_export_scope`: an export may keep compiled ops (kce.export, portable=False).
+_native_export = contextvars.ContextVar("keras_cnn_ext_native_export", default=False)
+
+
+class NonPortableExportError(ValueError):
+    """An export would put ops into the artifact that only this process can run."""
+
+
+@contextlib.contextmanager
+def process_local_scope():
+    """Functions traced inside the block run in this process only: "auto" may choose the
+    compiled ops there, as it does in eager calls and in Keras's `fit`/`evaluate`/`predict`.
+
+    For a custom training loop's own `tf.function` (enter the block inside the function body,
+    or around its first call, where it is traced). Do not export such a function: the
+    artifact would need keras_cnn_ext; `model.export` inside the block fails loudly.
+
+    >>> with process_local_scope():
+    ...     in_process_trace()
+    True
+    """
+    token = _process_local.set(True)
+    try:
+        yield
+    finally:
+        _process_local.reset(token)
+
+
+@contextlib.contextmanager
+def native_export_scope():
+    """Exports inside the block may keep the compiled ops (and "auto" chooses them as in this
+    process): `kce.export.export_savedmodel(portable=False)`, whose loading then needs
+    `kce.register_ops()`."""
+    token = _native_export.set(True)
+    local = _process_local.set(True)
+    try:
+        yield
+    finally:
+        _process_local.reset(local)
+        _native_export.reset(token)
+
+
+def _default_replica_context():
+    try:
+        from tensorflow.python.distribute import distribute_lib
+
+        return distribute_lib._get_default_replica_context()  # pylint: disable=protected-access
+    except (ImportError, AttributeError):  # private API moved: treat every trace as foreign
+        return None
+
+
+def in_process_trace():
+    """Whether ops created now run only in this process, so that "auto" may use compiled ops.
+
+    True in eager execution, inside `process_local_scope()`, and inside `strategy.run(...)`
+    (a non-default replica context, `tf.distribute.get_replica_context()`'s docstring): Keras's
+    trainer runs every `fit`/`evaluate`/`predict` step through `distribute_strategy.run`, while
+    `model.export`'s `ExportArchive`, `tf.saved_model.save` and tf2onnx trace outside it. When
+    unsure (a TensorFlow without the private hook) the answer is False: portable, never wrong.
+    """
+    if tf.executing_eagerly() or _process_local.get():
+        return True
+    context = tf.distribute.get_replica_context()
+    if context is None:  # cross-replica: inside `strategy.scope()`, not in a step
+        return False
+    default = _default_replica_context()
+    return default is not None and context is not default
+
+
+def check_exportable(layer, implementation):
+    """Raises `NonPortableExportError` if exporting `layer` would put ops into the artifact that
+    need this process (the compiled ops, or the NumPy reference's Python callbacks).
+
+    Called when an export walks the model's objects (`Layer._trackable_children` with
+    `save_type="savedmodel"`: Keras's `ExportArchive` for every `model.export` format, and
+    `tf.saved_model.save`), after the endpoint was traced and before anything is written.
+    """
+    if _native_export.get():
+        return
+    chosen = effective(implementation)
+    if chosen == "auto" and not (_process_local.get() and native.available()):
+        return
+    if chosen == "composite":
+        return
+    if chosen == "auto":
+        reason = "was traced inside `kce.ops.dispatch.process_local_scope()`"
+    elif implementation == chosen:
+        reason = f"has implementation='{chosen}'"
+    else:
+        reason = f"runs implementation='{chosen}' ({ENV_VAR}={chosen})"
+    ops = ("the compiled ops (KerasCnnExt>...), which load only where keras_cnn_ext is "
+           "installed" if chosen != "reference" else
+           "Python callbacks into NumPy (EagerPyFunc), which no other process can run")
+    raise NonPortableExportError(
+        f"Layer '{layer.name}' {reason}: an export would contain {ops}, and an ONNX or LiteRT "
+        "file would be invalid. For a portable artifact (stock TensorFlow ops, the same "
+        "numbers), build the layer with implementation='auto' or 'composite', or export inside "
+        "`with kce.ops.dispatch.implementation_scope('composite'):`, or use "
+        "`kce.export.export_model(model, path, format=...)`. To keep the compiled ops in a "
+        "SavedModel on purpose: `kce.export.export_savedmodel(model, path, portable=False)` "
+        "(loading it needs `kce.register_ops()`)."
+    )
 
 
 @contextlib.contextmanager
@@ -145,7 +260,7 @@ def resolve(implementation, op_name, x=None, channels=None):
     forced = forced_implementation()
     if forced is not None:
         return forced
-    if in_xla_context():
+    if in_xla_context() or not in_process_trace():
         return "composite"
     dtype = getattr(getattr(x, "dtype", None), "name", None)
     min_channels = NATIVE_PREFERRED.get((op_name, device_type(x), dtype))
@@ -175,7 +290,7 @@ def supports_jit(implementation):
 # ----------------------------------------------------------------------------- composite corr2d
 #
 # How the composite correlation computes its three pieces (`ops/conv_grads.py`), from
-# `benchmarks/bench_conv_grads.py --kernels both` (README, "Correlation formulations"). The
+# `benchmarks/bench_conv_grads.py --kernels both` (docs/benchmarks.md, "Correlation formulations"). The
 # rules compare shapes, not milliseconds, so that they carry over to other CPUs: TensorFlow's
 # kernels lose where the map is small next to the channels (fixed per-call set-up, and in the
 # Eigen family a transposed convolution whose cost grows far beyond its arithmetic), and win

@@ -12,6 +12,7 @@ import math
 import numbers
 
 import keras
+import numpy as np
 
 # Paddings beyond this can never be meaningful (the padded size would not fit TensorFlow's
 # 32-bit kernel indexing) and are rejected up front instead of overflowing later.
@@ -82,6 +83,24 @@ def normalize_tuple(value, name, n=2, allow_zero=False):
     if any(v < (0 if allow_zero else 1) for v in values):
         raise _invalid(name, expected, value)
     return values
+
+
+def normalize_bool(value, name):
+    """Returns `value` as a Python bool; anything but a bool (NumPy's included) raises.
+
+    An int 0/1 or a string "True" is rejected rather than guessed at, as Keras rejects a
+    non-bool flag.
+
+    >>> normalize_bool(True, "ceil_mode")
+    True
+    >>> normalize_bool(1, "ceil_mode")
+    Traceback (most recent call last):
+    ...
+    ValueError: Invalid value for argument `ceil_mode`. Expected a bool. Received: ceil_mode=1
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise _invalid(name, "a bool", value)
+    return bool(value)
 
 
 def normalize_choice(value, name, choices):
@@ -183,13 +202,20 @@ def check_pool_padding(pads, window, name="padding", received=None):
             )
 
 
-def output_size(input_size, kernel_size, strides=1, padding=0):
+def output_size(input_size, kernel_size, strides=1, padding=0, dilation_rate=1,
+                ceil_mode=False):
     """The textbook output size `floor((I + P_before + P_after - M) / S) + 1`.
+
+    With `dilation_rate` D (PyTorch's `dilation`) the kernel spans `D * (M - 1) + 1` cells:
+    `floor((I + P_before + P_after - D * (M - 1) - 1) / S) + 1`. With `ceil_mode=True`
+    (pooling, PyTorch's rule) it is `ceil((I + P_before + P_after - M) / S) + 1`, less one
+    where the last window would start in the after-padding.
 
     Args:
         input_size: I, an int, or a tuple of ints (one per spatial axis).
         kernel_size: M, an int or a tuple like `input_size`.
         strides: S, an int or a tuple.
+        ceil_mode: PyTorch's pooling rounding (see `padded_output_size`).
         padding: for an int size: P (both sides), (before, after) or a padding word; for a
             (height, width) size: any 2-D spelling (see `validate_padding`).
 
@@ -205,6 +231,10 @@ def output_size(input_size, kernel_size, strides=1, padding=0):
     3
     >>> output_size((4, 4), 3, padding=1)
     (4, 4)
+    >>> output_size(7, 3, dilation_rate=2)
+    3
+    >>> output_size(6, 3, strides=2, ceil_mode=True)
+    3
     """
     scalar = _is_int(input_size)
     sizes = (input_size,) if scalar else input_size
@@ -215,8 +245,11 @@ def output_size(input_size, kernel_size, strides=1, padding=0):
             f"(height, width) pair of them. Received: input_size={input_size!r}"
         )
     n = len(sizes)
+    ceil_mode = normalize_bool(ceil_mode, "ceil_mode")
     window = normalize_tuple(kernel_size, "kernel_size", n)
     stride = normalize_tuple(strides, "strides", n)
+    if dilation_rate != 1:
+        window = effective_window(window, normalize_tuple(dilation_rate, "dilation_rate", n))
     if n == 2:
         pads = resolve_padding(padding, window)
     elif isinstance(padding, str):
@@ -224,7 +257,7 @@ def output_size(input_size, kernel_size, strides=1, padding=0):
     else:
         pads = (_axis_padding(padding),)
     out = tuple(
-        window_output_size(int(i), m, s, p, padding_repr=padding)
+        window_output_size(int(i), m, s, p, padding_repr=padding, ceil_mode=ceil_mode)
         for i, m, s, p in zip(sizes, window, stride, pads)
     )
     return out[0] if scalar else out
@@ -240,12 +273,38 @@ def _axis_padding(padding):
     return (int(sides[0]), int(sides[1]))
 
 
-def padded_output_size(size, window, stride, pads):
-    """`(I + P_before + P_after - M) // S + 1` without checks: also for size tensors."""
-    return (size + pads[0] + pads[1] - window) // stride + 1
+def padded_output_size(size, window, stride, pads, ceil_mode=False):
+    """`(I + P_before + P_after - M) // S + 1` without checks: also for size tensors.
+
+    `ceil_mode` (pooling) is PyTorch's rule: `ceil((I + P_before + P_after - M) / S) + 1`, and
+    a last window that would start in the after-padding (at or past I + P_before) is dropped,
+    so every window starts on an input or before-padding cell.
+    """
+    if not ceil_mode:
+        return (size + pads[0] + pads[1] - window) // stride + 1
+    out = (size + pads[0] + pads[1] - window + stride - 1) // stride + 1
+    starts_in_padding = (out - 1) * stride >= size + pads[0]
+    if isinstance(starts_in_padding, (bool, np.bool_)):
+        return out - int(starts_in_padding)
+    return keras.ops.where(starts_in_padding, out - 1, out)  # a size tensor
 
 
-def window_output_size(size, window, stride, pads, padding_repr=None):
+def ceil_overhang(size, window, stride, pads, ceil_mode=False):
+    """How many cells ceil_mode's last window reaches past the padded input (0 without it).
+
+    Those cells take no part: they never win a max and a mean does not count them (PyTorch's
+    `avg_pool2d` with either `count_include_pad`). Int sizes only.
+
+    >>> ceil_overhang(6, 3, 2, (0, 0), ceil_mode=True)  # windows at 0, 2, 4: the last needs row 6
+    1
+    """
+    if not ceil_mode or size is None:
+        return 0
+    out = padded_output_size(size, window, stride, pads, ceil_mode=True)
+    return max(0, (out - 1) * stride + window - (size + pads[0] + pads[1]))
+
+
+def window_output_size(size, window, stride, pads, padding_repr=None, ceil_mode=False):
     """One axis of the formula; `None` (unknown size) stays `None`."""
     if size is None:
         return None
@@ -257,13 +316,13 @@ def window_output_size(size, window, stride, pads, padding_repr=None):
             f"{padding_repr if padding_repr is not None else pads} "
             f"(padded size {padded} < kernel size {window})."
         )
-    return padded_output_size(size, window, stride, pads)
+    return padded_output_size(size, window, stride, pads, ceil_mode)
 
 
-def spatial_output_shape(spatial, window, strides, pads):
+def spatial_output_shape(spatial, window, strides, pads, ceil_mode=False):
     """Output (H, W) for input (H, W); entries may be None (unknown)."""
     return tuple(
-        window_output_size(i, m, s, p, padding_repr=pads)
+        window_output_size(i, m, s, p, padding_repr=pads, ceil_mode=ceil_mode)
         for i, m, s, p in zip(spatial, window, strides, pads)
     )
 
@@ -289,6 +348,23 @@ def no_padding(pads):
     return all(p == 0 for pair in pads for p in pair)
 
 
+def pad_source_index(size, pads, padding_mode):
+    """For each cell of a padded axis, the input cell it copies (replicate / reflect).
+
+    Replicate repeats the edge cell (复制填充); reflect mirrors without repeating it (-1 -> 1,
+    size -> size - 2). A NumPy int array of length `size + before + after`.
+
+    >>> pad_source_index(3, (2, 1), "replicate").tolist()
+    [0, 0, 0, 1, 2, 2]
+    >>> pad_source_index(3, (2, 1), "reflect").tolist()
+    [2, 1, 0, 1, 2, 1]
+    """
+    index = np.arange(-pads[0], size + pads[1])
+    if padding_mode == "replicate":
+        return np.clip(index, 0, size - 1)
+    return (size - 1) - np.abs((size - 1) - np.abs(index))
+
+
 def flat_pads(pads):
     """((top, bottom), (left, right)) -> [top, bottom, left, right] (the native ops' attr)."""
     return [int(p) for pair in pads for p in pair]
@@ -296,30 +372,97 @@ def flat_pads(pads):
 
 # ------------------------------------------------------------------ op argument normalisation
 def normalize_corr_args(kernel_size, strides, padding, padding_mode, mode, data_format,
-                        implementation):
+                        implementation, dilation_rate=1, groups=1):
     """The one place where a correlation's arguments are checked and normalised.
 
+    `'same'` and `'full'` are resolved on the effective (dilated) kernel
+    `D * (M - 1) + 1` (see `effective_window`), as PyTorch's `Conv2d` does.
+
     Returns:
-        (window, strides, pads, padding_mode, mode, data_format, implementation): two int
-        pairs, ((top, bottom), (left, right)) and lower-case words, as every implementation
-        (`reference`, `composite`, `native`) takes them.
+        (window, strides, pads, padding_mode, mode, data_format, implementation, dilations,
+        groups): int pairs, ((top, bottom), (left, right)), lower-case words, an int pair and
+        an int, as every implementation (`reference`, `composite`, `native`) takes them.
     """
     window = normalize_tuple(kernel_size, "kernel_size")
+    dilations = normalize_tuple(dilation_rate, "dilation_rate")
     return (
         window,
         normalize_tuple(strides, "strides"),
-        resolve_padding(padding, window),
+        resolve_padding(padding, effective_window(window, dilations)),
         normalize_choice(padding_mode, "padding_mode", CORR_PADDING_MODES),
         normalize_choice(mode, "mode", CORR_MODES),
         normalize_data_format(data_format),
         normalize_choice(implementation, "implementation", IMPLEMENTATIONS),
+        dilations,
+        normalize_int(groups, "groups"),
     )
 
 
+def effective_window(window, dilations=(1, 1)):
+    """The span `D * (M - 1) + 1` of a kernel whose taps are `D` cells apart, per axis.
+
+    >>> effective_window((3, 3), (2, 1))
+    (5, 3)
+    """
+    return tuple(d * (m - 1) + 1 for m, d in zip(window, dilations))
+
+
+def check_groups(groups, channels=None, filters=None, kernel_channels=None):
+    """`groups` must divide the input channels and the filters (PyTorch's `Conv2d` rule); a
+    kernel then has `channels / groups` input channels. Unknown counts (None) are skipped.
+
+    The one wording of this error for every op, layer and builder.
+
+    >>> check_groups(2, channels=4, filters=6)
+    >>> check_groups(3, channels=4, filters=6)
+    Traceback (most recent call last):
+    ...
+    ValueError: Invalid value for argument `groups`. Expected a divisor of the input channels (4) and of the filters (6). Received: groups=3
+    """
+    bad = (channels is not None and channels % groups) or (filters is not None
+                                                            and filters % groups)
+    if bad:
+        known = " and ".join(f"of the {what} ({n})" for what, n in
+                             (("input channels", channels), ("filters", filters))
+                             if n is not None)
+        raise _invalid("groups", f"a divisor {known}", groups)
+    if (kernel_channels is not None and channels is not None
+            and kernel_channels * groups != channels):
+        raise ValueError(
+            f"Invalid value for argument `x`. Expected {kernel_channels * groups} input "
+            f"channels (the kernel's {kernel_channels} per group times groups={groups}). "
+            f"Received: x with {channels} channels"
+        )
+
+
+def check_dilated_fits(spatial, window, dilations, strides, pads):
+    """A dilated kernel must fit the padded input: `D * (M - 1) + 1 <= I + P_top + P_bottom`.
+
+    Raises the error on `dilation_rate` (the argument that made the kernel too large) where
+    the undilated kernel would fit; otherwise the usual window error. Unknown sizes skip.
+    """
+    span = effective_window(window, dilations)
+    for size, m, e, (before, after) in zip(spatial, window, span, pads):
+        if size is None or e == m:
+            continue
+        padded = size + before + after
+        if padded < e and padded >= m:
+            raise _invalid(
+                "dilation_rate",
+                f"an effective kernel D*(M-1)+1 = {e} (kernel {tuple(window)}) no larger than "
+                f"the padded input {padded} (input {size}, padding {(before, after)})",
+                tuple(dilations))
+    return spatial_output_shape(spatial, span, strides, pads)
+
+
 def normalize_pool_args(pool_size, strides, padding, padding_mode, data_format,
-                        implementation):
+                        implementation, ceil_mode=False):
     """The one place where a pooling's arguments are checked and normalised (strides default
-    to the window; each padding side must be smaller than the window)."""
+    to the window; each padding side must be smaller than the window; `ceil_mode` a bool).
+
+    Returns:
+        (window, strides, pads, padding_mode, data_format, implementation, ceil_mode).
+    """
     window = normalize_tuple(pool_size, "pool_size")
     strides = pool_strides(window, None if strides is None else normalize_tuple(strides,
                                                                                 "strides"))
@@ -332,6 +475,7 @@ def normalize_pool_args(pool_size, strides, padding, padding_mode, data_format,
         normalize_choice(padding_mode, "padding_mode", POOL_PADDING_MODES),
         normalize_data_format(data_format),
         normalize_choice(implementation, "implementation", IMPLEMENTATIONS),
+        normalize_bool(ceil_mode, "ceil_mode"),
     )
 
 

@@ -26,6 +26,7 @@ the instruction-set level it was compiled for (recorded in `_kce_ops.json`).
 True
 """
 
+import functools
 import json
 import os
 import threading
@@ -169,13 +170,31 @@ def _str_attr(op, name):
 
 
 def _corr_attrs(op):
-    return dict(
+    attrs = dict(
         strides=list(op.get_attr("strides")),
         pads=list(op.get_attr("pads")),
         padding_mode=_str_attr(op, "padding_mode"),
         mode=_str_attr(op, "mode"),
         data_format=_str_attr(op, "data_format"),
     )
+    if supports_dilation_groups():  # a library with dilation / groups (issue 16)
+        attrs.update(dilations=list(op.get_attr("dilations")), groups=op.get_attr("groups"))
+    return attrs
+
+
+@functools.lru_cache(maxsize=None)
+def _op_has_dilation_groups():
+    from tensorflow.python.framework import op_def_registry
+
+    op_def = op_def_registry.get("KerasCnnExt>Corr2D")
+    names = [a.name for a in op_def.attr] if op_def is not None else []
+    return "dilations" in names and "groups" in names
+
+
+def supports_dilation_groups():
+    """Whether the loaded library's `KerasCnnExt>Corr2D` has the `dilations` and `groups`
+    attributes (libraries built before issue 16 do not); False when none is loaded."""
+    return available() and _op_has_dilation_groups()
 
 
 def _pool_attrs(op):
@@ -185,6 +204,7 @@ def _pool_attrs(op):
         pads=list(op.get_attr("pads")),
         padding_mode=_str_attr(op, "padding_mode"),
         data_format=_str_attr(op, "data_format"),
+        ceil_mode=bool(op.get_attr("ceil_mode")),
     )
 
 
@@ -251,43 +271,62 @@ def _register_gradients(module):
 
 
 def corr2d(x, kernel, strides=(1, 1), padding=geometry.NO_PADDING, padding_mode="zeros",
-           mode="cross_correlation", data_format="channels_last"):
+           mode="cross_correlation", data_format="channels_last", dilations=(1, 1), groups=1):
     """Cross-correlation (or convolution, `mode="convolution"`) of `x` with `kernel`.
 
     Args (normalised, as `geometry.normalize_corr_args` returns them; the signature of
     `reference.corr2d` and `composite.corr2d`):
         x: 4-D tensor in `data_format` layout.
-        kernel: (M, N, C_in, C_out).
+        kernel: (M, N, C_in / groups, C_out).
         strides: (sh, sw) ints.
         padding: ((top, bottom), (left, right)) ints.
         padding_mode: "zeros", "replicate" or "reflect".
         mode: "cross_correlation" or "convolution" (kernel flipped in both spatial axes).
         data_format: "channels_last" or "channels_first".
+        dilations: (dh, dw) ints >= 1: kernel taps that many cells apart (PyTorch's `dilation`).
+        groups: int >= 1 dividing C_in and C_out (PyTorch's `groups`; C_in groups = depthwise).
+            A library without these attributes (`supports_dilation_groups()`) accepts only the
+            defaults.
 
     Returns:
         The output tensor (no bias), in `data_format` layout.
     """
+    extra = {}
+    if tuple(dilations) != (1, 1) or groups != 1:
+        if not supports_dilation_groups():
+            raise RuntimeError(
+                "implementation='native' was requested for `corr2d` with "
+                f"dilation_rate={tuple(dilations)} and groups={groups}, but the compiled "
+                f"library ({status()}) predates dilation and groups; rebuild it with "
+                "`python build_native.py --inplace`, or use implementation='composite'.")
+        extra = dict(dilations=list(dilations), groups=int(groups))
     return load().keras_cnn_ext_corr2d(
         x, kernel, strides=list(strides), pads=geometry.flat_pads(padding),
         padding_mode=padding_mode, mode=mode, data_format=geometry.tf_data_format(data_format),
-    )
+        **extra)
 
 
-def _pool_attrs_of(pool_size, strides, padding, padding_mode, data_format):
-    return dict(ksize=list(pool_size), strides=list(geometry.pool_strides(pool_size, strides)),
-                pads=geometry.flat_pads(padding), padding_mode=padding_mode,
-                data_format=geometry.tf_data_format(data_format))
+def _pool_attrs_of(pool_size, strides, padding, padding_mode, data_format, ceil_mode=False):
+    attrs = dict(ksize=list(pool_size),
+                 strides=list(geometry.pool_strides(pool_size, strides)),
+                 pads=geometry.flat_pads(padding), padding_mode=padding_mode,
+                 data_format=geometry.tf_data_format(data_format))
+    if ceil_mode:  # left out when false: the graphs of the ops stay as they were
+        attrs["ceil_mode"] = True
+    return attrs
 
 
 def max_pool2d(x, pool_size, strides=None, padding=geometry.NO_PADDING, padding_mode="zeros",
-               data_format="channels_last"):
-    """Max pooling; `padding_mode` "zeros" (padded cells hold 0) or "ignore"."""
+               data_format="channels_last", ceil_mode=False):
+    """Max pooling; `padding_mode` "zeros" (padded cells hold 0) or "ignore"; `ceil_mode`
+    PyTorch's output rounding."""
     return load().keras_cnn_ext_max_pool2d(
-        x, **_pool_attrs_of(pool_size, strides, padding, padding_mode, data_format))
+        x, **_pool_attrs_of(pool_size, strides, padding, padding_mode, data_format, ceil_mode))
 
 
 def mean_pool2d(x, pool_size, strides=None, padding=geometry.NO_PADDING, padding_mode="zeros",
-                data_format="channels_last"):
-    """Mean pooling; `padding_mode` "zeros" (divide by M*N) or "ignore" (count real cells)."""
+                data_format="channels_last", ceil_mode=False):
+    """Mean pooling; `padding_mode` "zeros" (divide by M*N) or "ignore" (count real cells);
+    with `ceil_mode` the cells past the padded input are not counted."""
     return load().keras_cnn_ext_mean_pool2d(
-        x, **_pool_attrs_of(pool_size, strides, padding, padding_mode, data_format))
+        x, **_pool_attrs_of(pool_size, strides, padding, padding_mode, data_format, ceil_mode))

@@ -16,6 +16,7 @@ array([[ 5.,  7.],
 import tensorflow as tf
 
 from keras_cnn_ext.ops import geometry, reference
+from keras_cnn_ext.ops._custom_gradient import custom_gradient
 
 
 
@@ -33,7 +34,7 @@ def _numpy_op(forward, backward, tensors, output_shape, attrs):
         grads = grads if isinstance(grads, tuple) else (grads,)
         return [g.astype(np_dtype) for g in grads]
 
-    @tf.custom_gradient
+    @custom_gradient
     def op(*inputs):
         y = tf.numpy_function(np_forward, list(inputs), dtype, stateful=False)
         y.set_shape(output_shape)
@@ -53,40 +54,43 @@ def _numpy_op(forward, backward, tensors, output_shape, attrs):
     return op(*tensors)
 
 
-def _output_shape(x, window, strides, pads, channels, data_format):
+def _output_shape(x, window, strides, pads, channels, data_format, ceil_mode=False):
     spatial = geometry.spatial_output_shape(geometry.spatial_dims(x.shape, data_format),
-                                            window, strides, pads)
+                                            window, strides, pads, ceil_mode)
     return geometry.with_spatial(tuple(x.shape), spatial, channels, data_format)
 
 
 def corr2d(x, kernel, strides=(1, 1), padding=geometry.NO_PADDING, padding_mode="zeros",
-           mode="cross_correlation", data_format="channels_last"):
+           mode="cross_correlation", data_format="channels_last", dilations=(1, 1), groups=1):
     """`reference.corr2d` of two tensors, differentiable by `reference.corr2d_grad`."""
-    shape = _output_shape(x, tuple(kernel.shape[:2]), strides, padding, kernel.shape[3],
-                          data_format)
-    return _numpy_op(reference.corr2d, reference.corr2d_grad, [x, kernel], shape, dict(
-        strides=strides, padding=padding, padding_mode=padding_mode, mode=mode,
-        data_format=data_format))
+    window = geometry.effective_window(tuple(kernel.shape[:2]), dilations)
+    shape = _output_shape(x, window, strides, padding, kernel.shape[3], data_format)
+    attrs = dict(strides=strides, padding=padding, padding_mode=padding_mode, mode=mode,
+                 data_format=data_format)
+    if tuple(dilations) != (1, 1) or groups != 1:
+        attrs.update(dilations=tuple(dilations), groups=groups)
+    return _numpy_op(reference.corr2d, reference.corr2d_grad, [x, kernel], shape, attrs)
 
 
-def _pool(forward, backward, x, pool_size, strides, padding, padding_mode, data_format):
+def _pool(forward, backward, x, pool_size, strides, padding, padding_mode, data_format,
+          ceil_mode):
     strides = geometry.pool_strides(pool_size, strides)
     shape = _output_shape(x, pool_size, strides, padding,
-                          x.shape[geometry.channel_axis(data_format)], data_format)
+                          x.shape[geometry.channel_axis(data_format)], data_format, ceil_mode)
     return _numpy_op(forward, backward, [x], shape, dict(
         pool_size=pool_size, strides=strides, padding=padding, padding_mode=padding_mode,
-        data_format=data_format))
+        data_format=data_format, ceil_mode=ceil_mode))
 
 
 def max_pool2d(x, pool_size, strides=None, padding=geometry.NO_PADDING, padding_mode="zeros",
-               data_format="channels_last"):
+               data_format="channels_last", ceil_mode=False):
     """`reference.max_pool2d` of a tensor, differentiable by `reference.max_pool2d_grad`."""
     return _pool(reference.max_pool2d, reference.max_pool2d_grad, x, pool_size, strides,
-                 padding, padding_mode, data_format)
+                 padding, padding_mode, data_format, ceil_mode)
 
 
 def mean_pool2d(x, pool_size, strides=None, padding=geometry.NO_PADDING, padding_mode="zeros",
-                data_format="channels_last"):
+                data_format="channels_last", ceil_mode=False):
     """`reference.mean_pool2d` of a tensor, differentiable by `reference.mean_pool2d_grad`."""
     return _pool(reference.mean_pool2d, reference.mean_pool2d_grad, x, pool_size, strides,
-                 padding, padding_mode, data_format)
+                 padding, padding_mode, data_format, ceil_mode)

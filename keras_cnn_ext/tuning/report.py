@@ -4,13 +4,21 @@ import csv
 import math
 import os
 
+from keras_cnn_ext.tuning import overhead
+
 # kernel / stride / filters of one stage are shown together as "k/s/f"
 _GEOMETRY = ("kernel", "stride", "filters")
+# per-trial columns that are not hyperparameters (from trial_<id>/timing.json): the seconds of
+# steady training + validation steps, and the rest of the trial's wall time
+_FIXED = ("trial", "status", "score", "fit_s", "overhead_s")
 
 
 def trial_rows(tuner, complete=None, order=None):
     """One dict per trial, in trial order: ``trial``, ``status``, ``score`` (None unless
-    completed) and the hyperparameter values (KerasTuner's "tuner/..." bookkeeping left out).
+    completed), ``fit_s`` / ``overhead_s`` (the trial's seconds of steady training and
+    validation steps, and the rest of its wall time; None without a timing record, see
+    `keras_cnn_ext.tuning.overhead`) and the hyperparameter values (KerasTuner's "tuner/..."
+    bookkeeping left out).
 
     Args:
         tuner: a KerasTuner tuner.
@@ -28,22 +36,31 @@ def trial_rows(tuner, complete=None, order=None):
         if order is not None:  # every row has every name, None where inactive
             values = dict({n: values.get(n) for n in order}, **values)
         score = float(trial.score) if trial.status == "COMPLETED" else None
-        rows.append(dict(trial=trial_id, status=trial.status, score=score, **values))
+        timing = trial_timing(tuner, trial_id) or {}
+        rows.append(dict(trial=trial_id, status=trial.status, score=score,
+                         fit_s=timing.get("fitting_s"), overhead_s=timing.get("overhead_s"),
+                         **values))
     return rows
+
+
+def trial_timing(tuner, trial_id):
+    """The timing record of a trial (`overhead.write_timing`), or None."""
+    # not tuner.get_trial_dir: it creates the folder
+    return overhead.read_timing(os.path.join(str(tuner.project_dir), f"trial_{trial_id}"))
 
 
 def hyperparameter_names(rows):
     names = []
     for row in rows:
         for key in row:
-            if key not in ("trial", "status", "score") and key not in names:
+            if key not in _FIXED and key not in names:
                 names.append(key)
     return [n for n in names if any(row.get(n) is not None for row in rows)]
 
 
 def write_csv(rows, path):
     """trials.csv: one line per trial (empty cells for inactive hyperparameters)."""
-    fields = ["trial", "status", "score"] + hyperparameter_names(rows)
+    fields = list(_FIXED) + hyperparameter_names(rows)
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
@@ -82,7 +99,9 @@ def _columns(names):
 
 def format_table(rows):
     """The trials as a text table; a stage's kernel/stride/filters read "k/s/f"."""
-    columns = [("trial", ["trial"]), ("status", ["status"]), ("score", ["score"])]
+    columns = [(name, [name]) for name in _FIXED
+               if name in ("trial", "status", "score") or any(r.get(name) is not None
+                                                              for r in rows)]
     columns += _columns(hyperparameter_names(rows))
     cells = [[title for title, _ in columns]]
     for row in rows:
@@ -114,6 +133,25 @@ def searched(space):
         else:  # Int, Float: a range
             out.setdefault(hp.name, None)
     return out
+
+
+def _log_axis(ax, values):
+    """A log x axis labelled at whole decades only, spanning at least one full decade.
+
+    Matplotlib labels the minor ticks (2x10^-3, 3x10^-3, ...) of a log axis that spans less than
+    a decade or so, and in a panel a few centimetres wide those labels run into one another.
+    """
+    from matplotlib import ticker
+
+    ax.set_xscale("log")
+    values = [v for v in values if v and v > 0]
+    if values:
+        first = math.floor(math.log10(min(values)))
+        last = max(math.ceil(math.log10(max(values))), first + 1)
+        ax.set_xlim(10.0 ** first / 1.25, 10.0 ** last * 1.25)
+    ax.xaxis.set_major_locator(ticker.LogLocator(base=10, numticks=5))
+    ax.xaxis.set_minor_locator(ticker.LogLocator(base=10, subs=range(2, 10), numticks=50))
+    ax.xaxis.set_minor_formatter(ticker.NullFormatter())
 
 
 def plot_scores(rows, choices, path, *, objective="val_accuracy", title=None, baseline=None):
@@ -150,7 +188,7 @@ def plot_scores(rows, choices, path, *, objective="val_accuracy", title=None, ba
             ax.set_xticks(range(len(options)), [str(v) for v in options])
             ax.set_xlim(-0.5, len(options) - 0.5)
         elif name == "learning_rate":
-            ax.set_xscale("log")
+            _log_axis(ax, [r[name] for r in used])
         ax.set_title(name, fontsize=10)
         ax.set_xlabel(name, fontsize=8)
         ax.set_ylabel(objective, fontsize=8)

@@ -3,8 +3,10 @@
 One output folder holds everything a search made::
 
     DIR/search.json               the settings (a resumed search must use the same ones)
-    DIR/search/                   KerasTuner's project: oracle.json, trial_*/ (checkpoints)
-    DIR/trials.csv                one line per trial: status, score, every hyperparameter
+    DIR/search/                   KerasTuner's project: oracle.json, trial_*/ (checkpoints,
+                                  timing.json: the trial's phases and resident memory)
+    DIR/trials.csv                one line per trial: status, score, seconds of fitting and of
+                                  overhead, every hyperparameter
     DIR/scores.png                the score against each searched hyperparameter
     DIR/best_model.keras          the best trial's model, its best epoch's weights
     DIR/best_hyperparameters.json the best trial's values and feature-map sizes
@@ -24,7 +26,7 @@ import warnings
 
 import keras
 
-from keras_cnn_ext.tuning import report
+from keras_cnn_ext.tuning import overhead, report
 from keras_cnn_ext.tuning.hypermodels import HYPERMODELS
 from keras_cnn_ext.tuning.tuners import TUNERS, create_tuner, write_json
 
@@ -139,13 +141,17 @@ def search(model="lenet5", dataset="digits", *, directory, tuner="random", max_t
 
     Returns:
         A dict: "trials" (rows: trial, status, score, values), "completed", "failed",
-        "best" (trial, score, values, geometry), "baseline" (or None), "files"; distributed:
+        "best" (trial, score, values, geometry), "baseline" (or None), "timing" (median
+        seconds per trial: wall, fitting, overhead and its phases, see
+        `keras_cnn_ext.tuning.overhead`; None without records), "files"; distributed:
         also "distributed" (the chief's accounting: which worker ran which trial, lost
         workers). A worker returns ``{"role": "worker", "tuner_id", "trials"}``.
 
     Raises:
         ValueError: a bad argument (the message names it); FileExistsError: `directory`
-        is not empty and neither `resume` nor `overwrite` was given.
+        is not empty and neither `resume` nor `overwrite` was given;
+        keras_cnn_ext.TensorFlowOnlyError: `export` or a distributed search under another
+        Keras backend than TensorFlow.
     """
     model = _check_name(model, "model", tuple(HYPERMODELS))
     tuner = _check_name(tuner, "tuner", TUNERS)
@@ -161,6 +167,13 @@ def search(model="lenet5", dataset="digits", *, directory, tuner="random", max_t
     from keras_cnn_ext.distribute import tuning as distributed_tuning
 
     cluster = distributed or distributed_tuning.TuningCluster.from_env()
+    # the TensorFlow-only parts are refused before anything is written or trained
+    if cluster is not None:
+        distributed_tuning.require_backend()
+    if export:
+        from keras_cnn_ext.export import savedmodel
+
+        savedmodel.require_backend("SavedModel export of the best model (export=True)")
     if cluster is None or cluster.role == "chief":
         # checked (and written) before the data load: a refused folder costs nothing
         _prepare_directory(directory, settings, resume, overwrite)
@@ -228,12 +241,14 @@ def _finish(kt, hypermodel, directory, settings, split, train, val, baseline, ex
     report.plot_scores(rows, choices, files["plot"], title=title,
                        baseline=None if base is None else base["score"])
     names = list(choices)
+    timing = overhead.summarize(report.trial_timing(kt, r["trial"]) for r in rows)
     result = dict(model=settings["model"], dataset=settings["dataset"],
                   tuner=settings["tuner"], max_trials=settings["max_trials"],
                   completed=len(completed),
                   failed=sum(r["status"] in ("FAILED", "INVALID") for r in rows),
                   best=best, baseline=base, searched=names,
-                  valid_fraction=hypermodel.exact_valid_fraction, trials=rows, files=files)
+                  valid_fraction=hypermodel.exact_valid_fraction, timing=timing, trials=rows,
+                  files=files)
     write_json(files["results"], {k: v for k, v in result.items() if k != "trials"})
     return result
 
@@ -248,9 +263,11 @@ def _baseline(hypermodel, directory, settings, train, val, verbose):
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(settings["seed"])
-    model = hypermodel.build(keras_tuner.HyperParameters())
-    history = model.fit(train, validation_data=val, epochs=settings["epochs"],
-                        verbose=verbose)
+    hp = keras_tuner.HyperParameters()
+    model = hypermodel.build(hp)
+    # trained the way a trial is (`GeometryHyperModel.fit`)
+    history = hypermodel.fit(hp, model, train, validation_data=val, epochs=settings["epochs"],
+                             verbose=verbose)
     result = dict(score=max(history.history["val_accuracy"]),
                   values=hypermodel.default_values())
     write_json(path, result)

@@ -1,8 +1,13 @@
 // Per-element math of the correlation ops (Corr2D and its two gradients), shared by the CPU
 // "direct" path (corr2d_op.cc) and the CUDA kernels (corr2d_op_gpu.cu.cc). No TensorFlow header.
 //
-// Kernel tap m of a window starting at padded row o*s reads padded row o*s + Tap(m), with
-// Tap(m) = m for cross-correlation and KH-1-m for the mathematical convolution (flipped kernel).
+// Kernel tap m of a window starting at padded row o*s reads padded row o*s + Tap(m) * d, with
+// Tap(m) = m for cross-correlation and KH-1-m for the mathematical convolution (flipped kernel) and
+// d the dilation (PyTorch's: taps d cells apart, effective extent d*(KH-1)+1).
+//
+// Groups (PyTorch's): the C input channels and F filters split into G groups; output channel f
+// belongs to group g = f / Fg (Fg = F / G) and reads input channels [g*Cg, (g+1)*Cg) (Cg = C / G);
+// the kernel has shape (KH, KW, Cg, F), element (m, q, c', f) at ((m*KW + q)*Cg + c')*F + f.
 #ifndef KERAS_CNN_EXT_CUSTOM_OPS_KERNELS_CORR2D_FUNCTORS_H_
 #define KERAS_CNN_EXT_CUSTOM_OPS_KERNELS_CORR2D_FUNCTORS_H_
 
@@ -33,7 +38,9 @@ KCE_HD int PadSources(i64 h, i64 size, i64 before, i64 after, int mode, i64* lo,
 
 struct CorrParams {
   i64 N, H, W, C;     // input
-  i64 KH, KW, F;      // kernel (KH, KW, C, F)
+  i64 KH, KW, F;      // kernel (KH, KW, Cg, F)
+  i64 dh, dw;         // dilations
+  i64 G, Cg, Fg;      // groups, input channels and filters per group
   i64 OH, OW;         // output
   i64 sh, sw;         // strides
   i64 pt, pb, pl, pr; // padding
@@ -47,16 +54,17 @@ template <typename T, typename Acc>
 KCE_HD Acc CorrForwardElem(const CorrParams& p, const T* x, const T* w, i64 idx) {
   i64 n, oh, ow, f;
   Unflatten(idx, p.OH, p.OW, p.F, &n, &oh, &ow, &f);
+  const i64 c0 = (f / p.Fg) * p.Cg;
   Acc acc = Acc(0);
   for (i64 m = 0; m < p.KH; ++m) {
-    const i64 r = MapCoord(oh * p.sh + Tap(m, p.KH, p.flip) - p.pt, p.H, p.mode);
+    const i64 r = MapCoord(oh * p.sh + Tap(m, p.KH, p.flip) * p.dh - p.pt, p.H, p.mode);
     if (r < 0) continue;
     for (i64 q = 0; q < p.KW; ++q) {
-      const i64 s = MapCoord(ow * p.sw + Tap(q, p.KW, p.flip) - p.pl, p.W, p.mode);
+      const i64 s = MapCoord(ow * p.sw + Tap(q, p.KW, p.flip) * p.dw - p.pl, p.W, p.mode);
       if (s < 0) continue;
-      const T* xp = x + Offset(p.xl, n, r, s, 0);
-      const T* wp = w + (m * p.KW + q) * p.C * p.F + f;
-      for (i64 c = 0; c < p.C; ++c)
+      const T* xp = x + Offset(p.xl, n, r, s, c0);
+      const T* wp = w + (m * p.KW + q) * p.Cg * p.F + f;
+      for (i64 c = 0; c < p.Cg; ++c)
         acc += static_cast<Acc>(xp[c * p.xl.sC]) * static_cast<Acc>(wp[c * p.F]);
     }
   }
@@ -75,6 +83,7 @@ template <typename T, typename Acc>
 KCE_HD Acc CorrBackpropInputElem(const CorrParams& p, const T* w, const T* dy, i64 idx) {
   i64 n, xh, xw, c;
   Unflatten(idx, p.H, p.W, p.C, &n, &xh, &xw, &c);
+  const i64 g = c / p.Cg, cg = c - g * p.Cg, f0 = g * p.Fg;
   i64 rlo[3], rhi[3], clo[3], chi[3];
   const int nr = PadSources(xh, p.H, p.pt, p.pb, p.mode, rlo, rhi);
   const int nc = PadSources(xw, p.W, p.pl, p.pr, p.mode, clo, chi);
@@ -82,34 +91,36 @@ KCE_HD Acc CorrBackpropInputElem(const CorrParams& p, const T* w, const T* dy, i
   for (int a = 0; a < nr; ++a)
     for (i64 pr = rlo[a]; pr <= rhi[a]; ++pr)
       for (i64 m = 0; m < p.KH; ++m) {
-        const i64 oh = TapOutput(pr, Tap(m, p.KH, p.flip), p.sh, p.OH);
+        const i64 oh = TapOutput(pr, Tap(m, p.KH, p.flip) * p.dh, p.sh, p.OH);
         if (oh < 0) continue;
         for (int b = 0; b < nc; ++b)
           for (i64 pc = clo[b]; pc <= chi[b]; ++pc)
             for (i64 q = 0; q < p.KW; ++q) {
-              const i64 ow = TapOutput(pc, Tap(q, p.KW, p.flip), p.sw, p.OW);
+              const i64 ow = TapOutput(pc, Tap(q, p.KW, p.flip) * p.dw, p.sw, p.OW);
               if (ow < 0) continue;
-              const T* dyp = dy + Offset(p.yl, n, oh, ow, 0);
-              const T* wp = w + ((m * p.KW + q) * p.C + c) * p.F;
-              for (i64 f = 0; f < p.F; ++f)
+              const T* dyp = dy + Offset(p.yl, n, oh, ow, f0);
+              const T* wp = w + ((m * p.KW + q) * p.Cg + cg) * p.F + f0;
+              for (i64 f = 0; f < p.Fg; ++f)
                 acc += static_cast<Acc>(dyp[f * p.yl.sC]) * static_cast<Acc>(wp[f]);
             }
       }
   return acc;
 }
 
-// dw[m, q, c, f]; idx enumerates (m, q, c, f) with f fastest.
+// dw[m, q, c', f]; idx enumerates (m, q, c', f) with f fastest; c' is channel (f / Fg)*Cg + c'
+// of the input.
 template <typename T, typename Acc>
 KCE_HD Acc CorrBackpropFilterElem(const CorrParams& p, const T* x, const T* dy, i64 idx) {
   i64 m, q, c, f;
-  Unflatten(idx, p.KW, p.C, p.F, &m, &q, &c, &f);
+  Unflatten(idx, p.KW, p.Cg, p.F, &m, &q, &c, &f);
+  c += (f / p.Fg) * p.Cg;
   Acc acc = Acc(0);
   for (i64 n = 0; n < p.N; ++n) {
     for (i64 oh = 0; oh < p.OH; ++oh) {
-      const i64 r = MapCoord(oh * p.sh + Tap(m, p.KH, p.flip) - p.pt, p.H, p.mode);
+      const i64 r = MapCoord(oh * p.sh + Tap(m, p.KH, p.flip) * p.dh - p.pt, p.H, p.mode);
       if (r < 0) continue;
       for (i64 ow = 0; ow < p.OW; ++ow) {
-        const i64 s = MapCoord(ow * p.sw + Tap(q, p.KW, p.flip) - p.pl, p.W, p.mode);
+        const i64 s = MapCoord(ow * p.sw + Tap(q, p.KW, p.flip) * p.dw - p.pl, p.W, p.mode);
         if (s < 0) continue;
         acc += static_cast<Acc>(x[Offset(p.xl, n, r, s, c)]) *
                static_cast<Acc>(dy[Offset(p.yl, n, oh, ow, f)]);
@@ -125,7 +136,7 @@ KCE_HD Acc CorrBackpropFilterElem(const CorrParams& p, const T* x, const T* dy, 
 // Cost(p) the work of one (the thread pool's cost estimate).
 struct CorrForwardStore {  // in0 = x, in1 = w
   static KCE_HD i64 Total(const CorrParams& p) { return p.N * p.OH * p.OW * p.F; }
-  static KCE_HD i64 Cost(const CorrParams& p) { return p.KH * p.KW * p.C * 2; }
+  static KCE_HD i64 Cost(const CorrParams& p) { return p.KH * p.KW * p.Cg * 2; }
   template <typename T>
   static KCE_HD void Run(const CorrParams& p, const T* x, const T* w, T* y, i64 i) {
     StoreAt(y, p.yl, p.OH, p.OW, p.F, i, CorrForwardElem<T, AccT<T>>(p, x, w, i));
@@ -134,15 +145,15 @@ struct CorrForwardStore {  // in0 = x, in1 = w
 
 struct CorrBackpropInputStore {  // in0 = w, in1 = dy
   static KCE_HD i64 Total(const CorrParams& p) { return p.N * p.H * p.W * p.C; }
-  static KCE_HD i64 Cost(const CorrParams& p) { return p.KH * p.KW * p.F * 2; }
+  static KCE_HD i64 Cost(const CorrParams& p) { return p.KH * p.KW * p.Fg * 2; }
   template <typename T>
   static KCE_HD void Run(const CorrParams& p, const T* w, const T* dy, T* dx, i64 i) {
     StoreAt(dx, p.xl, p.H, p.W, p.C, i, CorrBackpropInputElem<T, AccT<T>>(p, w, dy, i));
   }
 };
 
-struct CorrBackpropFilterStore {  // in0 = x, in1 = dy; dw is (KH, KW, C, F), row-major
-  static KCE_HD i64 Total(const CorrParams& p) { return p.KH * p.KW * p.C * p.F; }
+struct CorrBackpropFilterStore {  // in0 = x, in1 = dy; dw is (KH, KW, Cg, F), row-major
+  static KCE_HD i64 Total(const CorrParams& p) { return p.KH * p.KW * p.Cg * p.F; }
   static KCE_HD i64 Cost(const CorrParams& p) { return p.N * p.OH * p.OW * 2; }
   template <typename T>
   static KCE_HD void Run(const CorrParams& p, const T* x, const T* dy, T* dw, i64 i) {

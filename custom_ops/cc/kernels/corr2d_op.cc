@@ -1,6 +1,7 @@
 // CPU kernels of the correlation ops: KerasCnnExt>Corr2D, >Corr2DBackpropInput,
 // >Corr2DBackpropFilter. "Fast" algorithm: blocked im2col into a cache-sized buffer + Eigen GEMM
-// (col2im scatter for the input gradient, per-thread partial sums for the kernel gradient);
+// (col2im scatter for the input gradient, per-thread partial sums for the kernel gradient), with
+// groups > 1 in corr2d_grouped.h (depthwise loops, per-group im2col + GEMM);
 // "direct": the per-element functors the CUDA kernels run (cpu_util.h).
 #define EIGEN_USE_THREADS
 
@@ -8,6 +9,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/corr2d_grouped.h"
 #include "kernels/corr2d_im2col.h"
 #include "kernels/cpu_util.h"
 
@@ -83,6 +85,8 @@ struct CorrForwardFast {  // (x, w) -> y
   static bool Supports(const CorrParams&) { return true; }
   template <typename T>
   static void Run(OpKernelContext* ctx, const CorrParams& p, const T* xp, const T* wp, T* yp) {
+    if (UseDepthwise(p)) return DepthwiseForward::Run(ctx, p, xp, wp, yp);
+    if (p.G > 1) return GroupedForward::Run(ctx, p, xp, wp, yp);
     typedef AccT<T> A;
     const i64 K = p.KH * p.KW * p.C;
     const i64 P = p.OH * p.OW, R = BlockRows(K, P), blocks = (P + R - 1) / R;
@@ -112,6 +116,8 @@ struct CorrBackpropInputFast {  // (w, dy) -> dx
   static bool Supports(const CorrParams&) { return true; }
   template <typename T>
   static void Run(OpKernelContext* ctx, const CorrParams& p, const T* wp, const T* dyp, T* dxp) {
+    if (UseDepthwise(p)) return DepthwiseBackpropInput::Run(ctx, p, wp, dyp, dxp);
+    if (p.G > 1) return GroupedBackpropInput::Run(ctx, p, wp, dyp, dxp);
     typedef AccT<T> A;
     const i64 K = p.KH * p.KW * p.C, P = p.OH * p.OW, R = BlockRows(K, P);
     const CorrTables tab(p);
@@ -145,6 +151,8 @@ struct CorrBackpropFilterFast {  // (x, dy) -> dw
   static bool Supports(const CorrParams&) { return true; }
   template <typename T>
   static void Run(OpKernelContext* ctx, const CorrParams& p, const T* xp, const T* dyp, T* dwp) {
+    if (UseDepthwise(p)) return DepthwiseBackpropFilter::Run(ctx, p, xp, dyp, dwp);
+    if (p.G > 1) return GroupedBackpropFilter::Run(ctx, p, xp, dyp, dwp);
     typedef AccT<T> A;
     const i64 K = p.KH * p.KW * p.C, P = p.OH * p.OW, R = BlockRows(K, P, i64{1} << 19);
     const i64 blocks = (P + R - 1) / R, units = p.N * blocks;

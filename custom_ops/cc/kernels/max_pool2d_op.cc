@@ -62,7 +62,7 @@ inline void FoldWindow(const PoolParams& p, const T* xn, const WindowCells& wc, 
       const M k = M{} + static_cast<I>(i * p.KW + j);
       if (h >= wc.r0 && h < wc.r1 && w >= wc.q0 && w < wc.q1)
         MaxStep<kArg>(Q::Load(xn + (h * p.W + w) * p.C), k, best, arg);
-      else if (zeros)
+      else if (zeros && InPadded(p, h, w))  // ceil_mode's cells past the padding: skipped
         MaxStep<kArg>(V{}, k, best, arg);
     }
 }

@@ -15,9 +15,10 @@
 namespace kce {
 
 // The fast pooling algorithms run the channel axis innermost: channels_last only (channels_first
-// takes the per-element functors, see CpuOp).
+// takes the per-element functors, see CpuOp). Both layouts: a channels_first input of one cell
+// has sC == 1 too, but its output (ceil_mode can give a 1x1 input 2 columns) would not.
 struct ChannelsLastFast {
-  static bool Supports(const PoolParams& p) { return p.xl.sC == 1; }
+  static bool Supports(const PoolParams& p) { return p.xl.sC == 1 && p.yl.sC == 1; }
 };
 
 // A channel count known at compile time.
@@ -29,10 +30,20 @@ using Width = std::integral_constant<int, K>;
 // and ForPieces its loop over the pieces. With K a constant the per-channel work becomes whole
 // vectors (Piece) without a remainder loop: a loop over a runtime C of 6 ran only the scalar
 // remainder of a 16-wide loop, with a mispredicted branch per channel and cell.
+// A piece is at most one vector register of the build's target: 64 bytes with AVX-512, else 32
+// (AVX2). A 64-byte GCC vector on an AVX2 build is split by the compiler into register pairs
+// and goes through memory wherever it crosses a call; measured on an AVX2 EPYC (2 cores), max
+// pooling (16, 28, 28, 64) 2x2 single-threaded ran ~4x slower than TensorFlow's kernel so.
+#if defined(__AVX512F__)
+constexpr int kPieceBytes = 64;
+#else
+constexpr int kPieceBytes = 32;
+#endif
+
 template <typename A, typename Fn>
 void WithPieceWidth(i64 C, Fn&& fn) {
-  if (C >= 16 && sizeof(A) <= 4) return fn(Width<16>());
-  if (C >= 8) return fn(Width<8>());
+  if (C >= 16 && 16 * sizeof(A) <= kPieceBytes) return fn(Width<16>());
+  if (C >= 8 && 8 * sizeof(A) <= kPieceBytes) return fn(Width<8>());
   if (C >= 4) return fn(Width<4>());
   if (C == 3) return fn(Width<3>());
   if (C == 2) return fn(Width<2>());

@@ -65,9 +65,24 @@ KCE_HD bool Covers(const PoolParams& p) {
          (p.OW - 1) * p.sw - p.pl + p.KW >= p.W;
 }
 
-// Divisor of the mean of window (oh, ow).
+// Whether unpadded cell (h, w) lies in the padded input: ceil_mode's last windows reach past it,
+// and those cells take no part (never win a max, are not counted by a mean). Without ceil_mode
+// every window lies inside, and this is always true.
+KCE_HD bool InPadded(const PoolParams& p, i64 h, i64 w) { return h < p.H + p.pb && w < p.W + p.pr; }
+
+// Window cells along one axis from `start` (unpadded) that lie in the padded input of `size` +
+// `after` cells: k except in ceil_mode's last windows.
+KCE_HD i64 PaddedSpan(i64 start, i64 k, i64 size, i64 after) {
+  return start + k > size + after ? size + after - start : k;
+}
+
+// Divisor of the mean of window (oh, ow): "zeros" counts the padded cells (PyTorch's
+// count_include_pad=True, which leaves out ceil_mode's cells beyond the padded input), "ignore"
+// the input cells.
 KCE_HD i64 PoolDivisor(const PoolParams& p, i64 oh, i64 ow) {
-  if (p.mode != kIgnore) return p.KH * p.KW;
+  if (p.mode != kIgnore)
+    return PaddedSpan(oh * p.sh - p.pt, p.KH, p.H, p.pb) *
+           PaddedSpan(ow * p.sw - p.pl, p.KW, p.W, p.pr);
   i64 r0, r1, c0, c1;
   WindowRange(oh, p.sh, p.pt, p.KH, p.H, &r0, &r1);
   WindowRange(ow, p.sw, p.pl, p.KW, p.W, &c0, &c1);
@@ -91,7 +106,7 @@ KCE_HD i64 MaxPoolArgmax(const PoolParams& p, const T* x, i64 n, i64 oh, i64 ow,
       if (hin && ww >= 0 && ww < p.W) {
         v = static_cast<Acc>(x[Offset(p.xl, n, h, ww, c)]);
         cell = h * p.W + ww;
-      } else if (p.mode == kZeros) {
+      } else if (p.mode == kZeros && InPadded(p, h, ww)) {
         v = Acc(0);
         cell = -1;
       } else {

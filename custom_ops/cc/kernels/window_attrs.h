@@ -20,7 +20,9 @@ struct WindowAttrs {
   i64 pt = 0, pb = 0, pl = 0, pr = 0;
   int mode = kZeros;
   bool flip = false;
+  i64 dh = 1, dw = 1, groups = 1;  // kernel dilation and channel groups (correlation only)
   tensorflow::TensorFormat format = tensorflow::FORMAT_NHWC;
+  bool ceil_mode = false;    // pooling: PyTorch's ceil_mode output rounding
   bool channels_last() const { return format == tensorflow::FORMAT_NHWC; }
 };
 
@@ -39,6 +41,22 @@ inline absl::Status CheckList(const std::vector<int64_t>& v, size_t n, i64 lo, c
     if (e < lo || e > kMaxAttr)
       return tensorflow::errors::InvalidArgument("Attribute `", name, "` entries must be in [",
                                                  lo, ", ", kMaxAttr, "], got ", e);
+  return absl::OkStatus();
+}
+
+// The correlation ops' `dilations` (two entries >= 1) and `groups` (>= 1); their relation to the
+// shapes is checked by CheckCorrGroups / CorrAxisCheck (corr2d_functors.h).
+template <typename Ctx>
+absl::Status ReadCorrGeometryAttrs(Ctx* ctx, WindowAttrs* a) {
+  std::vector<int64_t> dilations;
+  int64_t groups = 1;
+  TF_RETURN_IF_ERROR(ctx->GetAttr("dilations", &dilations));
+  TF_RETURN_IF_ERROR(ctx->GetAttr("groups", &groups));
+  TF_RETURN_IF_ERROR(CheckList(dilations, 2, 1, "dilations"));
+  if (groups < 1 || groups > kMaxAttr)
+    return tensorflow::errors::InvalidArgument("Attribute `groups` must be in [1, ", kMaxAttr,
+                                               "], got groups=", groups);
+  a->dh = dilations[0]; a->dw = dilations[1]; a->groups = groups;
   return absl::OkStatus();
 }
 
@@ -65,9 +83,11 @@ absl::Status ReadWindowAttrs(Ctx* ctx, bool pooling, WindowAttrs* a) {
   a->pt = pads[0]; a->pb = pads[1]; a->pl = pads[2]; a->pr = pads[3];
   a->mode = ParsePadMode(padding_mode);
   a->flip = (mode == "convolution");
+  if (!pooling) TF_RETURN_IF_ERROR(ReadCorrGeometryAttrs(ctx, a));
   if (pooling) {
     TF_RETURN_IF_ERROR(CheckList(ksize, 2, 1, "ksize"));
     a->kh = ksize[0]; a->kw = ksize[1];
+    TF_RETURN_IF_ERROR(ctx->GetAttr("ceil_mode", &a->ceil_mode));
     if (a->pt >= a->kh || a->pb >= a->kh || a->pl >= a->kw || a->pr >= a->kw)
       return tensorflow::errors::InvalidArgument(
           "Each side of the pooling padding must be smaller than the pooling window: pads=[",
@@ -77,8 +97,10 @@ absl::Status ReadWindowAttrs(Ctx* ctx, bool pooling, WindowAttrs* a) {
 }
 
 // One spatial axis: output size of a window k, stride s, padding (before, after) over `in` cells.
+// ceil_mode (pooling): PyTorch's rounding, ceil((padded - k) / s) + 1, less a last window that
+// would start in the `after` padding; its cells beyond the padded input take no part.
 inline absl::Status AxisOutput(i64 in, i64 k, i64 s, i64 before, i64 after, int mode, bool pooling,
-                               const char* axis, i64* out) {
+                               const char* axis, i64* out, bool ceil_mode = false) {
   if (in < 0) return tensorflow::errors::InvalidArgument("Negative ", axis, " size ", in);
   if (k < 1 || k > kMaxAttr)
     return tensorflow::errors::InvalidArgument("Window ", axis, " size must be in [1, ", kMaxAttr,
@@ -98,6 +120,10 @@ inline absl::Status AxisOutput(i64 in, i64 k, i64 s, i64 before, i64 after, int 
         "The window does not fit into the padded input along ", axis, ": input ", in,
         ", padding (", before, ", ", after, "), window ", k, ", stride ", s);
   *out = (padded - k) / s + 1;
+  if (ceil_mode) {
+    *out = (padded - k + s - 1) / s + 1;
+    if ((*out - 1) * s >= in + before) --*out;
+  }
   return absl::OkStatus();
 }
 

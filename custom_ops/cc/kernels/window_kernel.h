@@ -11,6 +11,7 @@
 #include "tensorflow/core/framework/tensor.h"
 #include "tensorflow/core/platform/errors.h"
 #include "tensorflow/core/util/tensor_format.h"
+#include "kernels/corr2d_attrs.h"
 #include "kernels/corr2d_functors.h"
 #include "kernels/pool2d_functors.h"
 #include "kernels/window_attrs.h"
@@ -48,8 +49,11 @@ absl::Status FillWindow(const WindowAttrs& a, const tensorflow::TensorShape& xs,
   p->KH = kh; p->KW = kw;
   p->sh = a.sh; p->sw = a.sw; p->pt = a.pt; p->pb = a.pb; p->pl = a.pl; p->pr = a.pr;
   p->mode = a.mode;
-  TF_RETURN_IF_ERROR(AxisOutput(p->H, kh, p->sh, p->pt, p->pb, p->mode, pooling, "height", &p->OH));
-  TF_RETURN_IF_ERROR(AxisOutput(p->W, kw, p->sw, p->pl, p->pr, p->mode, pooling, "width", &p->OW));
+  const bool ceil_mode = pooling && a.ceil_mode;
+  TF_RETURN_IF_ERROR(
+      AxisOutput(p->H, kh, p->sh, p->pt, p->pb, p->mode, pooling, "height", &p->OH, ceil_mode));
+  TF_RETURN_IF_ERROR(
+      AxisOutput(p->W, kw, p->sw, p->pl, p->pr, p->mode, pooling, "width", &p->OW, ceil_mode));
   p->xl = MakeLayout(a.channels_last(), p->H, p->W, p->C);
   return absl::OkStatus();
 }
@@ -60,11 +64,20 @@ inline absl::Status MakeCorrParams(const WindowAttrs& a, const tensorflow::Tenso
   if (ks.dims() != 4)
     return tensorflow::errors::InvalidArgument("Kernel must be 4-D (M, N, C_in, C_out), got shape ",
                                                ks.DebugString());
-  TF_RETURN_IF_ERROR(FillWindow(a, xs, ks.dim_size(0), ks.dim_size(1), false, p));
-  if (ks.dim_size(2) != p->C)
-    return tensorflow::errors::InvalidArgument("Kernel input channels ", ks.dim_size(2),
-                                               " do not match the input channels ", p->C);
+  if (xs.dims() != 4)
+    return tensorflow::errors::InvalidArgument("Input must be 4-D, got shape ", xs.DebugString());
+  // The window of the shared geometry is the dilated kernel's extent (corr2d_attrs.h).
+  const i64 kh = ks.dim_size(0), kw = ks.dim_size(1);
+  TF_RETURN_IF_ERROR(CheckDilatedAxis(tensorflow::GetTensorDim(xs, a.format, 'H'), kh, a.dh, a.pt,
+                                      a.pb, "height"));
+  TF_RETURN_IF_ERROR(CheckDilatedAxis(tensorflow::GetTensorDim(xs, a.format, 'W'), kw, a.dw, a.pl,
+                                      a.pr, "width"));
+  TF_RETURN_IF_ERROR(FillWindow(a, xs, DilatedExtent(kh, a.dh), DilatedExtent(kw, a.dw), false, p));
+  p->KH = kh; p->KW = kw;
   p->F = ks.dim_size(3);
+  TF_RETURN_IF_ERROR(CheckCorrGroups(a.groups, p->C, ks.dim_size(2), p->F));
+  p->dh = a.dh; p->dw = a.dw;
+  p->G = a.groups; p->Cg = p->C / a.groups; p->Fg = p->F / a.groups;
   p->flip = a.flip;
   p->yl = MakeLayout(a.channels_last(), p->OH, p->OW, p->F);
   return tensorflow::ShapeFromFormatWithStatus(a.format, p->N, p->OH, p->OW, p->F, ys);

@@ -34,7 +34,8 @@ absl::Status PoolShape(InferenceContext* c) {
       .Attr("strides: list(int)")                          \
       .Attr("pads: list(int)")                             \
       .Attr("padding_mode: {'zeros', 'ignore'} = 'zeros'") \
-      .Attr("data_format: {'NHWC', 'NCHW'} = 'NHWC'")
+      .Attr("data_format: {'NHWC', 'NCHW'} = 'NHWC'")       \
+      .Attr("ceil_mode: bool = false")
 
 REGISTER_OP("KerasCnnExt>MaxPool2D")
     .Input("x: T")
@@ -43,7 +44,8 @@ REGISTER_OP("KerasCnnExt>MaxPool2D")
     .SetShapeFn(kce::PoolShape<false, false>)
     .Doc("Max pooling with per-side padding pads=[top, bottom, left, right]: padded cells hold 0 "
          "('zeros') or never win ('ignore'); NaN wins over every number, the first of equal "
-         "cells in row-major order wins.");
+         "cells in row-major order wins. ceil_mode: PyTorch's output rounding; the cells of the last "
+         "windows beyond the padded input never win.");
 
 REGISTER_OP("KerasCnnExt>MaxPool2DGrad")
     .Input("x: T")
@@ -58,7 +60,8 @@ REGISTER_OP("KerasCnnExt>MeanPool2D")
     .KCE_POOL_ATTRS
     .SetShapeFn(kce::PoolShape<false, false>)
     .Doc("Mean pooling with per-side padding: the divisor is the window size ('zeros') or the "
-         "number of input cells in the window ('ignore').");
+         "number of input cells in the window ('ignore'); with ceil_mode, cells beyond the padded "
+         "input are not counted (PyTorch's avg_pool2d).");
 
 REGISTER_OP("KerasCnnExt>MeanPool2DGrad")
     .Input("input_sizes: int32")

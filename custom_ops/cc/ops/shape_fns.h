@@ -23,14 +23,15 @@ inline absl::Status OutDim(tensorflow::shape_inference::InferenceContext* c,
                            tensorflow::shape_inference::DimensionHandle in,
                            tensorflow::shape_inference::DimensionHandle k, i64 s, i64 before,
                            i64 after, int mode, bool pooling, const char* axis,
-                           tensorflow::shape_inference::DimensionHandle* out) {
+                           tensorflow::shape_inference::DimensionHandle* out,
+                           bool ceil_mode = false) {
   if (!c->ValueKnown(in) || !c->ValueKnown(k)) {
     *out = c->UnknownDim();
     return absl::OkStatus();
   }
   i64 o = 0;
   TF_RETURN_IF_ERROR(
-      AxisOutput(c->Value(in), c->Value(k), s, before, after, mode, pooling, axis, &o));
+      AxisOutput(c->Value(in), c->Value(k), s, before, after, mode, pooling, axis, &o, ceil_mode));
   *out = c->MakeDim(o);
   return absl::OkStatus();
 }
@@ -46,9 +47,9 @@ inline absl::Status WindowOutput(tensorflow::shape_inference::InferenceContext* 
                                  tensorflow::shape_inference::ShapeHandle* y) {
   tensorflow::shape_inference::DimensionHandle oh, ow;
   TF_RETURN_IF_ERROR(OutDim(c, FormatDim(c, x, a, 'H'), kh, a.sh, a.pt, a.pb, a.mode, pooling,
-                            "height", &oh));
+                            "height", &oh, pooling && a.ceil_mode));
   TF_RETURN_IF_ERROR(OutDim(c, FormatDim(c, x, a, 'W'), kw, a.sw, a.pl, a.pr, a.mode, pooling,
-                            "width", &ow));
+                            "width", &ow, pooling && a.ceil_mode));
   return tensorflow::shape_inference::MakeShapeFromFormat(a.format, FormatDim(c, x, a, 'N'),
                                                           {oh, ow}, channels, y, c);
 }

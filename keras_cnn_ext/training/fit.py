@@ -14,7 +14,7 @@ and leaves everything in one output folder (the way timm's ``output/train/<run>/
 
 **Resume**: ``resume=True`` continues a run killed at any instant (even SIGKILL) from its last
 completed epoch; each epoch's checkpoint is written before it is recorded (see
-`keras_cnn_ext.checkpointing`). The training examples of epoch e are shuffled with a seed
+`keras_cnn_ext.training.checkpointing`). The training examples of epoch e are shuffled with a seed
 derived from (seed, e), so a resumed run sees the same batches as one never interrupted.
 
 Model building and compiling happen in one function (`build_and_compile`), so a distribution
@@ -23,6 +23,8 @@ strategy's scope (or another training loop) can wrap them.
 
 import contextlib
 import datetime
+import functools
+import inspect
 import os
 import shutil
 import sys
@@ -30,11 +32,13 @@ import time
 
 import keras
 
-from keras_cnn_ext import checkpointing, distribute
-from keras_cnn_ext import training_inputs as inputs
-from keras_cnn_ext.training_config import (
+from keras_cnn_ext import distribute
+from keras_cnn_ext.training import checkpointing
+from keras_cnn_ext.training import inputs
+from keras_cnn_ext.training.config import (
     DEFAULT_LEARNING_RATES, RUN_FILES, check_output, resolve_config, validate_config,
 )
+from keras_cnn_ext.training.lock import folder_lock
 
 __all__ = ["train", "evaluate", "build_model", "compile_model", "build_and_compile",
            "make_optimizer", "default_output", "RUN_FILES"]
@@ -91,10 +95,20 @@ def make_optimizer(name, learning_rate=None, schedule="cosine", total_steps=None
 
 
 def build_model(config, num_classes):
-    """The registered model of `config`, initialised from its seed (not compiled)."""
+    """The registered model of `config`, initialised from its seed (not compiled); with
+    ``weights``, the converted network with a new classifier for `num_classes`
+    (`keras_cnn_ext.models.pretrained.finetune_model`)."""
     from keras_cnn_ext import models
 
     keras.utils.set_random_seed(config["seed"])
+    if config.get("weights") is not None:
+        from keras_cnn_ext.models import pretrained
+
+        shape = config["input_shape"]
+        return pretrained.finetune_model(
+            config["model"], config["weights"], num_classes, variant=config["variant"],
+            input_shape=tuple(shape) if shape is not None else None,
+            freeze_backbone=config["freeze_backbone"])
     kwargs = {"num_classes": num_classes, "layers": config["layers"]}
     if config["input_shape"] is not None:
         kwargs["input_shape"] = tuple(config["input_shape"])
@@ -189,15 +203,38 @@ def _run_metrics(config, history, net, shape, n_train, batch, place, out, test_s
     }
 
 
+def _one_writer(function):
+    """Runs `train` holding the lock of its output folder (`keras_cnn_ext.training.lock`): a
+    second process on the same folder gets `FolderLockedError` before anything is read or
+    written. (The command line takes the same lock earlier, around its checks; it is
+    re-entrant within a process.)"""
+
+    @functools.wraps(function)
+    def locked(*args, **kwargs):
+        bound = inspect.signature(function).bind(*args, **kwargs)
+        output, strategy = bound.arguments.get("output"), bound.arguments.get("strategy")
+        distribute.check_backend(strategy)  # before the lock creates the folder
+        try:
+            out = distribute.run_output(strategy, os.fspath(output) if output else None)
+        except (ValueError, TypeError):
+            out = None  # `function` reports the bad argument itself
+        with folder_lock(out) if out else contextlib.nullcontext():
+            return function(*args, **kwargs)
+
+    return locked
+
+
+@_one_writer
 def train(model="lenet5", dataset="digits", epochs=None, batch_size=None, learning_rate=None,
           optimizer=None, schedule=None, augment=None, seed=None, implementation=None,
           layers=None, output=None, resume=False, overwrite=False, data_dir=None,
           input_shape=None, max_examples=None, download=False, tensorboard=True, verbose="auto",
-          callbacks=None, strategy=None, cpu_replicas=None, sync_batch_norm=None):
+          callbacks=None, strategy=None, cpu_replicas=None, sync_batch_norm=None, weights=None,
+          variant=None, freeze_backbone=None):
     """Trains `model` on `dataset` with `model.fit`; returns the metrics (also in metrics.json).
 
-    Arguments left as None take their defaults (`training_config.DEFAULTS`: 20 epochs, batch
-    size 16, Adam at 2e-3, constant rate, no augmentation, seed 0, textbook layers,
+    Arguments left as None take their defaults (`keras_cnn_ext.training.config.DEFAULTS`:
+    20 epochs, batch size 16, Adam at 2e-3, constant rate, no augmentation, seed 0, textbook layers,
     implementation "auto") or, with ``resume=True``, the values the run was started with.
 
     Args:
@@ -233,10 +270,16 @@ def train(model="lenet5", dataset="digits", epochs=None, batch_size=None, learni
             same call with the same `output`). `batch_size` is then per replica: a step
             consumes batch_size x replicas examples. Only the chief writes the model, metrics
             and curves into `output`; the other workers keep their checkpoints and logs in
-            ``output/workers/<task>-<index>``. See README, "Scaling out".
+            ``output/workers/<task>-<index>``. See docs/scaling-out.md.
         cpu_replicas: with "mirrored": split the CPU into this many replicas.
         sync_batch_norm: with several replicas, normalise with the statistics of the global
             batch (default True: a step equals one device's on the global batch).
+        weights: fine-tune from trained weights: a ``.keras`` file written by
+            `keras_cnn_ext.models.pretrained.convert` (``keras-cnn-ext convert``) or a weight
+            source (.pth, .safetensors, .h5); the classifier is replaced by one for the data
+            set's classes and the weights' input normalisation comes first.
+        variant: the layout of a weight source: "torchvision" (default) or "keras".
+        freeze_backbone: with `weights`, train the new classifier only.
 
     Returns:
         The metrics dict: ``test_accuracy``, ``test_loss``, ``val_accuracy``, ``epochs``,
@@ -247,13 +290,16 @@ def train(model="lenet5", dataset="digits", epochs=None, batch_size=None, learni
         ValueError: a bad argument (the message names it and the valid choices).
         FileExistsError: `output` is not empty and neither `resume` nor `overwrite` is set.
         keras_cnn_ext.data.DatasetNotAvailableError: a tfds set that is not prepared locally.
+        keras_cnn_ext.training.FolderLockedError: another process is writing `output`.
     """
     started = time.perf_counter()
     given = dict(model=model, dataset=dataset, epochs=epochs, batch_size=batch_size,
                  learning_rate=learning_rate, optimizer=optimizer, schedule=schedule,
-                 augment=augment, seed=seed, implementation=implementation, layers=layers, data_dir=data_dir,
+                 augment=augment, seed=seed, implementation=implementation, layers=layers,
+                 data_dir=data_dir,
                  input_shape=input_shape, max_examples=max_examples, download=download,
-                 strategy=strategy, cpu_replicas=cpu_replicas, sync_batch_norm=sync_batch_norm)
+                 strategy=strategy, cpu_replicas=cpu_replicas, sync_batch_norm=sync_batch_norm,
+                 weights=weights, variant=variant, freeze_backbone=freeze_backbone)
     for flag, value in (("resume", resume), ("overwrite", overwrite)):
         if not isinstance(value, bool):
             raise ValueError(f"Invalid value for argument `{flag}`. Expected True or False. "
@@ -371,7 +417,8 @@ def evaluate(model, dataset="digits", split="test", batch_size=128, data_dir=Non
     config = {"dataset": name, "data_dir": data_dir}
     ds = inputs.examples(config, split, shape, max_examples)
     n = inputs.count(ds)
-    if not model.compiled_loss and not getattr(model, "loss", None):
+    if not getattr(model, "compiled", False) or not getattr(model, "loss", None):
+        # (`compiled_loss` exists on the TensorFlow trainer only)
         model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     results = model.evaluate(inputs.batched(ds, batch_size), verbose=0, return_dict=True)
     accuracy = results.get("accuracy", results.get("compile_metrics", None))

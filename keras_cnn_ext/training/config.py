@@ -1,21 +1,22 @@
 """The arguments of a training run: defaults, validation, and what a resumed run keeps.
 
-Kept apart from `keras_cnn_ext.training` so the command line can validate names and values
+Kept apart from `keras_cnn_ext.training.fit` so the command line can validate names and values
 (and offer the valid choices) before anything heavy is imported.
 """
 
 import os
 
-from keras_cnn_ext import checkpointing
+from keras_cnn_ext.training import checkpointing
 from keras_cnn_ext.distribute.strategy import STRATEGIES
 
 DEFAULTS = {"epochs": 20, "batch_size": 16, "learning_rate": None, "optimizer": "adam",
             "schedule": "constant", "augment": "none", "seed": 0, "implementation": "auto",
             "layers": "textbook", "data_dir": None, "input_shape": None, "max_examples": None,
             "download": False, "strategy": "default", "cpu_replicas": None,
-            "sync_batch_norm": True}
+            "sync_batch_norm": True, "weights": None, "variant": "torchvision",
+            "freeze_backbone": False}
 # learning_rate=None means this rate for the optimizer (Keras' defaults, except the Adam family:
-# 2e-3, measured best for LeNet-5 on digits; see README "Training")
+# 2e-3, measured best for LeNet-5 on digits; see docs/training.md)
 DEFAULT_LEARNING_RATES = {"adam": 2e-3, "adamw": 2e-3, "nadam": 2e-3, "sgd": 1e-2,
                           "rmsprop": 1e-3, "adagrad": 1e-3}
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "nadam", "adagrad")
@@ -23,6 +24,8 @@ SCHEDULES = ("cosine", "constant")
 AUGMENTATIONS = ("crop", "crop_flip", "none")
 IMPLEMENTATIONS = ("auto", "composite", "native")
 LAYERS = ("textbook", "keras")
+# the layouts `weights` may come in (keras_cnn_ext.models.pretrained.SOURCE_VARIANTS)
+WEIGHT_VARIANTS = ("torchvision", "keras")
 # what a run writes into its folder (also: what `overwrite=True` removes; nothing else is)
 RUN_FILES = ("args.json", "model.keras", "metrics.json", "history.json",
              "training_curves.png", "logs", "checkpoints")
@@ -106,6 +109,17 @@ def validate_config(config):
         raise _invalid("download", "True or False", config["download"])
     if config["data_dir"] is not None:
         config["data_dir"] = os.fspath(config["data_dir"])
+    if config["weights"] is not None:
+        if not isinstance(config["weights"], (str, os.PathLike)):
+            raise _invalid("weights", "None or the path of a weight file (.keras from "
+                           "`convert`, .pth, .safetensors, .h5)", config["weights"])
+        config["weights"] = os.fspath(config["weights"])
+    _choice(config, "variant", WEIGHT_VARIANTS)
+    if not isinstance(config["freeze_backbone"], bool):
+        raise _invalid("freeze_backbone", "True or False", config["freeze_backbone"])
+    if config["freeze_backbone"] and config["weights"] is None:
+        raise _invalid("freeze_backbone", "False without `weights` (a random backbone is not "
+                       "worth freezing)", config["freeze_backbone"])
     return config
 
 

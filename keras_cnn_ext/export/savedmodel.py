@@ -9,12 +9,14 @@
   graph — graph nodes, every library function including the saved gradient functions — and
   refuses the export if one is not a stock TensorFlow op. The result loads anywhere TensorFlow
   does, without keras_cnn_ext.
-- `portable=False` keeps the compiled ops "auto" chose (or a layer asked for). Loading such an
-  export needs the library: `import keras_cnn_ext as kce; kce.register_ops()` before
+- `portable=False` keeps the compiled ops "auto" chooses in this process (or a layer asked
+  for): the export runs inside `kce.ops.dispatch.native_export_scope()`, without which "auto"
+  never puts compiled ops into an export (docs/export.md). Loading such an export needs the
+  library: `import keras_cnn_ext as kce; kce.register_ops()` before
   `tf.saved_model.load`. Without it, TensorFlow fails with
   `Op type not registered 'KerasCnnExt>MaxPool2D' in binary running on <host>. ...`.
 - `verify=True` (default) reloads the export in a fresh Python process that cannot import
-  keras_cnn_ext (`export_check.py`, run in isolated mode), runs `serve` and
+  keras_cnn_ext (`keras_cnn_ext/export/check.py`, run in isolated mode with an import blocker), runs `serve` and
   `serving_default` on a probe batch and compares them with the Keras model; a difference beyond
   the tolerance raises `ExportVerificationError` and nothing is left on disk.
 - Safety: the target must not exist or be an empty directory (else `FileExistsError`, nothing
@@ -43,7 +45,9 @@ import uuid
 
 import numpy as np
 
-from keras_cnn_ext import export_check
+from keras_cnn_ext._backend import require_tensorflow
+from keras_cnn_ext.export import check as export_check
+from keras_cnn_ext._process import pid_alive
 
 ENDPOINT = "serve"
 # How long the fresh verification process may take (loading a large model on a busy machine)
@@ -76,16 +80,6 @@ def _check_target(path):
         )
 
 
-def _pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_stale_partials(parent, name):
     """Deletes temporary siblings of earlier exports to `name` whose process is gone."""
     prefix = f".{name}{_PARTIAL}"
@@ -93,8 +87,13 @@ def _remove_stale_partials(parent, name):
         if not entry.startswith(prefix):
             continue
         pid = entry[len(prefix):].split("-", 1)[0]
-        if pid.isdigit() and not _pid_alive(int(pid)):
-            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+        if pid.isdigit() and not pid_alive(int(pid)):
+            stale = os.path.join(parent, entry)
+            if os.path.isdir(stale) and not os.path.islink(stale):
+                shutil.rmtree(stale, ignore_errors=True)
+            else:  # a single-file export (ONNX, LiteRT)
+                with contextlib.suppress(OSError):
+                    os.remove(stale)
 
 
 def _directory_size(path):
@@ -143,6 +142,24 @@ def _input_signature(model, input_signature):
     return tf.nest.pack_sequence_as(list(input_signature), specs)
 
 
+def _signature_and_probe(model, input_signature, probe, verify):
+    """The export's input signature and the probe batch (`probe` checked, or made when
+    verifying): shared by every format."""
+    import tensorflow as tf
+
+    signature = _input_signature(model, input_signature)
+    flat_specs = tf.nest.flatten(signature)
+    if probe is not None:
+        probe = [np.asarray(a) for a in (probe if isinstance(probe, (list, tuple)) else [probe])]
+        if len(probe) != len(flat_specs):
+            raise ValueError(
+                f"Invalid value for argument `probe`. Expected {len(flat_specs)} arrays (one "
+                f"per input). Received: probe with {len(probe)} arrays")
+    elif verify:
+        probe = _probe_batch(flat_specs)
+    return signature, probe
+
+
 def _probe_batch(specs, batch_size=2, seed=0):
     """Uniform [0, 1) inputs for each spec (batch dimension `batch_size`)."""
     rng = np.random.default_rng(seed)
@@ -170,31 +187,35 @@ def _tolerance(dtype):
 # ----------------------------------------------------------------------------- checks
 
 
-def _run_fresh_process(path, probe, library):
-    """Reloads the export in a new interpreter that cannot import keras_cnn_ext."""
+def _run_fresh_process(path, probe, library, artifact_format="savedmodel"):
+    """Reloads the export in a new interpreter that cannot import keras_cnn_ext
+    (`check.py --format savedmodel|onnx|litert`)."""
     with tempfile.TemporaryDirectory(prefix="kce-export-check-") as work:
         probe_file = os.path.join(work, "probe.npz")
         out_file = os.path.join(work, "outputs.npz")
         np.savez(probe_file, *probe)
-        command = [sys.executable, "-I", export_check.__file__, path, probe_file, out_file]
+        command = [sys.executable, "-I", export_check.__file__, path, probe_file, out_file,
+                   "--format", artifact_format]
         if library:
             command += ["--library", library]
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+        # subprocess.run kills the child it started (by its pid) when the timeout expires
         proc = subprocess.run(command, capture_output=True, text=True, env=env,
                               timeout=VERIFY_TIMEOUT_S, check=False)
         if proc.returncode != 0:
             tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
             raise ExportVerificationError(
-                f"The exported SavedModel did not load or run in a fresh process (exit code "
-                f"{proc.returncode}):\n{tail}"
+                f"The exported {export_check.FORMAT_NAMES[artifact_format]} did not load or run "
+                f"in a fresh process (exit code {proc.returncode}):\n{tail}"
             )
         with np.load(out_file) as data:
             return {k: data[k] for k in data.files}
 
 
-def _compare(model, signature_specs, probe, result):
+def _compare(model, signature_specs, probe, result, kinds=("serve", "signature"),
+             artifact="SavedModel"):
     """Max |difference| between the reloaded export and the Keras model; raises beyond the
-    tolerance."""
+    tolerance. `result` holds `<kind>_<i>` arrays for each of `kinds`."""
     import tensorflow as tf
 
     if bool(result["package_imported"]):
@@ -203,7 +224,7 @@ def _compare(model, signature_specs, probe, result):
     args = tf.nest.pack_sequence_as(signature_specs, tensors)
     expected = [np.asarray(t) for t in tf.nest.flatten(model(*args, training=False))]
     worst = 0.0
-    for kind in ("serve", "signature"):
+    for kind in kinds:
         got = [result[f"{kind}_{i}"] for i in range(len(expected)) if f"{kind}_{i}" in result]
         if len(got) != len(expected):
             raise ExportVerificationError(
@@ -224,7 +245,7 @@ def _compare(model, signature_specs, probe, result):
             tol = _tolerance(b.dtype) * max(1.0, float(np.max(np.abs(b64[finite]), initial=0)))
             if diff > tol:
                 raise ExportVerificationError(
-                    f"The reloaded SavedModel differs from the Keras model: output {i} of "
+                    f"The reloaded {artifact} differs from the Keras model: output {i} of "
                     f"`{kind}` has max |difference| {diff:.3g} > tolerance {tol:.3g} on a "
                     f"probe batch of shape {probe[0].shape}.")
             worst = max(worst, diff)
@@ -261,10 +282,20 @@ def _write(model, directory, signature, portable):
     # tf.custom_gradient functions (the composite ops' hand-written gradients) are saved, so
     # a reloaded export can be differentiated; they are part of the op check.
     options = tf.saved_model.SaveOptions(experimental_custom_gradients=True)
-    # The tf.function is traced inside write_out: the scope must enclose it.
-    scope = dispatch.implementation_scope("composite") if portable else contextlib.nullcontext()
+    # The tf.function is traced inside write_out: the scope must enclose it. Portable: every
+    # layer (explicit "native" and "reference" too) builds its composite ops. Native: "auto"
+    # chooses as it does for this process, and the export guard lets the compiled ops through.
+    scope = (dispatch.implementation_scope("composite") if portable
+             else dispatch.native_export_scope())
     with scope:
         archive.write_out(directory, options=options, verbose=False)
+
+
+def require_backend(feature="SavedModel export"):
+    """Raises `keras_cnn_ext.TensorFlowOnlyError` unless Keras runs on TensorFlow: every export
+    format goes through a TensorFlow graph (and is checked with TensorFlow's tools)."""
+    require_tensorflow(feature, "a .keras file saved under any backend loads there, so save "
+                                "the model and export that file from a TensorFlow process")
 
 
 def export_savedmodel(model, path, *, portable=True, input_signature=None, verify=True,
@@ -293,7 +324,9 @@ def export_savedmodel(model, path, *, portable=True, input_signature=None, verif
         FileExistsError: `path` is a file or a non-empty directory.
         ExportVerificationError: a portable export contains a non-stock op, or the reloaded
             export does not reproduce the model's outputs (nothing is left on disk).
+        keras_cnn_ext.TensorFlowOnlyError: Keras runs on another backend (JAX, PyTorch).
     """
+    require_backend()
     import tensorflow as tf
 
     model = _as_model(model)
@@ -302,16 +335,7 @@ def export_savedmodel(model, path, *, portable=True, input_signature=None, verif
                         f"Received: portable={portable!r}")
     path = os.path.abspath(os.fspath(path))
     _check_target(path)
-    signature = _input_signature(model, input_signature)
-    flat_specs = tf.nest.flatten(signature)
-    if probe is not None:
-        probe = [np.asarray(a) for a in (probe if isinstance(probe, (list, tuple)) else [probe])]
-        if len(probe) != len(flat_specs):
-            raise ValueError(
-                f"Invalid value for argument `probe`. Expected {len(flat_specs)} arrays (one "
-                f"per input). Received: probe with {len(probe)} arrays")
-    elif verify:
-        probe = _probe_batch(flat_specs)
+    signature, probe = _signature_and_probe(model, input_signature, probe, verify)
 
     parent, name = os.path.split(path)
     os.makedirs(parent, exist_ok=True)

@@ -3,7 +3,7 @@ the stateless augmentation.
 
 Every random choice is keyed by (seed, epoch, example), so a run resumed after epoch e feeds
 exactly the batches an uninterrupted run would have fed from epoch e on
-(`keras_cnn_ext.training`, "Resume").
+(`keras_cnn_ext.training.fit`, "Resume").
 """
 
 import tensorflow as tf
