@@ -12,14 +12,18 @@ interpreter:
 Every trial's ``timing.json`` (written by the process that ran it, `keras_cnn_ext.tuning.
 overhead`) gives its resident memory at the start of its fit (the previous trial released, this
 one built: ``rss_start_mb``) and its overhead (wall time outside the steady train / test steps).
-The table gives memory at trials 1, 10, 25, 50, 100 (and the last), the slope after warm-up
-(least squares over trials 25..N), the median overhead and fitting per trial; the PNG plots
-memory against trial number for both modes.
+The tables give memory at trials 1, 10, 25, 50, 100, 250, 500, 750, 1000 (those reached, and
+the last) beside the number of distinct convolution layers the search has built so far (what
+TensorFlow's per-shape kernel caches are keyed on), the least-squares slope over stretches of
+trials (25-100, 100-250, ...; and 25..N), the median overhead and fitting per trial; the PNG
+plots memory and overhead against trial number for both modes.
 
     python benchmarks/bench_tuning_soak.py [--trials 100] [--modes in-process,distributed]
-        [--examples 320] [--image-size 16] [--docs]
+        [--examples 320] [--image-size 16] [--docs [--docs-name NAME] [--note TEXT]]
+        [--reuse WORK]
 
-With --docs: docs/benchmarks/tuning_soak.md (table) and docs/benchmarks/tuning_soak.png.
+--reuse WORK makes the tables and the plot again from a finished run's work folder.
+With --docs: docs/benchmarks/NAME.md (tables) and docs/benchmarks/NAME.png (NAME: tuning_soak).
 """
 
 import argparse
@@ -37,8 +41,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 REPO = os.path.dirname(HERE)
 MODES = ("in-process", "distributed")
-MARKS = (1, 10, 25, 50, 100)
+MARKS = (1, 10, 25, 50, 100, 250, 500, 750, 1000)
 WARM_UP = 25  # trials before the slope is fitted
+# least-squares slopes over these stretches of trials (those the run reaches)
+SEGMENTS = ((25, 100), (100, 250), (250, 500), (500, 750), (750, 1000))
 
 
 # -- the child processes --------------------------------------------------------------------
@@ -122,7 +128,17 @@ def _wait(procs, deadline):
     return codes
 
 
+def _conv_signatures(values):
+    """The convolutions of one HyperLeNet trial, each as what its kernels are keyed on: the
+    stages before it (its input's shape), its own geometry and width, the fused activation."""
+    stages = [tuple(values.get(f"conv{i}_{k}") for k in ("filters", "kernel", "stride", "padding"))
+              for i in range(1, int(values.get("depth", 2)) + 1)]
+    return {(tuple(stages[:i + 1]), values.get("activation")) for i in range(len(stages))}
+
+
 def _records(directory):
+    """Per trial, in order: its timing.json, plus ``new_convs``, the running count of distinct
+    convolution layers (shape, geometry, activation) the search has built up to that trial."""
     from keras_cnn_ext.tuning import overhead
 
     project = os.path.join(directory, "search")
@@ -131,8 +147,20 @@ def _records(directory):
         if name.startswith("trial_"):
             record = overhead.read_timing(os.path.join(project, name))
             if record:
+                try:
+                    with open(os.path.join(project, name, "trial.json"), encoding="utf-8") as f:
+                        record["convs"] = sorted(map(repr, _conv_signatures(
+                            json.load(f)["hyperparameters"]["values"])))
+                except (OSError, ValueError, KeyError):
+                    record["convs"] = []
                 rows.append((int(name[len("trial_"):]), record))
-    return [r for _, r in sorted(rows)]
+    seen = set()
+    records = []
+    for _, record in sorted(rows):
+        seen.update(record.pop("convs"))
+        record["new_convs"] = len(seen)
+        records.append(record)
+    return records
 
 
 def run_mode(args, mode, work):
@@ -150,6 +178,8 @@ def run_mode(args, mode, work):
             worker = _start(args, "worker", directory, log, oracle=oracle)
             codes = _wait([worker, chief], deadline)
     took = time.perf_counter() - start
+    with open(os.path.join(work, f"{mode}.seconds"), "w", encoding="utf-8") as f:
+        f.write(f"{took}\n")
     records = _records(directory)
     if any(c != 0 for c in codes):
         print(f"{mode}: exit codes {codes}; the log ({log_path}) ends:")
@@ -159,8 +189,19 @@ def run_mode(args, mode, work):
     return dict(mode=mode, records=records, seconds=took, codes=codes)
 
 
-def _slope(ys, first):
-    points = [(i + 1, y) for i, y in enumerate(ys) if i + 1 >= first and y is not None]
+def read_mode(work, mode):
+    """A finished run's records, read again from its work folder (``--reuse``)."""
+    try:
+        with open(os.path.join(work, f"{mode}.seconds"), encoding="utf-8") as f:
+            took = float(f.read())
+    except (OSError, ValueError):
+        took = None
+    return dict(mode=mode, records=_records(os.path.join(work, mode)), seconds=took, codes=[])
+
+
+def _slope(ys, first, last=None):
+    points = [(i + 1, y) for i, y in enumerate(ys)
+              if i + 1 >= first and (last is None or i + 1 <= last) and y is not None]
     if len(points) < 3:
         return None
     mx = statistics.fmean(x for x, _ in points)
@@ -176,29 +217,43 @@ def summarize(result):
     if rss and len(rss) not in marks:
         marks.append(len(rss))
     cells = {m: rss[m - 1] for m in marks}
+    convs = {m: records[m - 1].get("new_convs") for m in marks}
+    segments = {f"{a}-{b}": _slope(rss, a, b) for a, b in SEGMENTS if b <= len(rss)}
     over = [r["overhead_s"] for r in records]
     fit = [r["fitting_s"] for r in records]
-    return dict(mode=result["mode"], trials=len(records), rss=cells, slope=_slope(rss, WARM_UP),
+    return dict(mode=result["mode"], trials=len(records), rss=cells, convs=convs,
+                segments=segments, slope=_slope(rss, WARM_UP),
                 overhead=statistics.median(over) if over else None,
                 overhead_late=statistics.median(over[WARM_UP:]) if len(over) > WARM_UP else None,
                 fitting=statistics.median(fit) if fit else None, seconds=result["seconds"])
 
 
 def table(summaries):
+    """Three tables: memory (and distinct convolutions built) at marked trials, the slope over
+    each stretch of trials, and the per-trial times; a column pair / column per search."""
     from common import markdown_table
-
-    marks = sorted({m for s in summaries for m in s["rss"]})
-    header = (["search", "trials"] + [f"MB at trial {m}" for m in marks]
-              + [f"slope after trial {WARM_UP} (MB/trial)", "overhead / trial (s, median)",
-                 f"overhead after trial {WARM_UP} (s)", "fitting / trial (s)", "wall (s)"])
 
     def fmt(v, spec=".0f"):
         return "-" if v is None else format(v, spec)
 
-    rows = [[s["mode"], s["trials"]] + [fmt(s["rss"].get(m)) for m in marks]
-            + [fmt(s["slope"], ".2f"), fmt(s["overhead"], ".2f"), fmt(s["overhead_late"], ".2f"),
-               fmt(s["fitting"], ".2f"), fmt(s["seconds"])] for s in summaries]
-    return markdown_table(header, rows)
+    marks = sorted({m for s in summaries for m in s["rss"]})
+    memory = markdown_table(
+        ["trial"] + [f"{s['mode']}: {h}" for s in summaries
+                     for h in ("MB", "distinct convolutions so far")],
+        [[m] + [c for s in summaries
+                for c in (fmt(s["rss"].get(m)), fmt(s["convs"].get(m), "d"))] for m in marks])
+    stretches = [f"{a}-{b}" for a, b in SEGMENTS
+                 if any(f"{a}-{b}" in s["segments"] for s in summaries)]
+    slopes = markdown_table(
+        ["trials"] + [f"{s['mode']}: slope (MB/trial)" for s in summaries],
+        [[k] + [fmt(s["segments"].get(k), ".2f") for s in summaries] for k in stretches]
+        + [[f"{WARM_UP}-last"] + [fmt(s["slope"], ".2f") for s in summaries]], machine=False)
+    times = markdown_table(
+        ["search", "trials", "overhead / trial (s, median)",
+         f"overhead after trial {WARM_UP} (s)", "fitting / trial (s)", "wall (s)"],
+        [[s["mode"], s["trials"], fmt(s["overhead"], ".2f"), fmt(s["overhead_late"], ".2f"),
+          fmt(s["fitting"], ".2f"), fmt(s["seconds"])] for s in summaries], machine=False)
+    return "\n\n".join((memory, slopes, times))
 
 
 def plot(results, path, title):
@@ -211,9 +266,16 @@ def plot(results, path, title):
     for result in results:
         rss = [r.get("rss_start_mb") for r in result["records"]]
         trials = range(1, len(rss) + 1)
-        ax_mem.plot(trials, rss, marker=".", markersize=3, label=result["mode"])
+        ax_mem.plot(trials, rss, marker=".", markersize=2, linewidth=0.8, label=result["mode"])
         ax_over.plot(trials, [r["overhead_s"] for r in result["records"]], marker=".",
-                     markersize=3, linewidth=0.8, label=result["mode"])
+                     markersize=2, linewidth=0.6, label=result["mode"])
+    if results and results[0]["records"]:
+        # what the per-shape kernel caches are keyed on keeps growing while memory levels off
+        records = results[0]["records"]
+        ax_convs = ax_mem.twinx()
+        ax_convs.plot(range(1, len(records) + 1), [r.get("new_convs") for r in records],
+                      color="gray", linestyle="--", linewidth=1)
+        ax_convs.set_ylabel("distinct convolutions built so far (dashed)", fontsize=8)
     ax_mem.set_xlabel("trial")
     ax_mem.set_ylabel("resident memory at the trial's fit (MB)")
     ax_over.set_xlabel("trial")
@@ -241,6 +303,13 @@ def main(argv=None):
     parser.add_argument("--timeout", type=float, default=3600.0,
                         help="seconds per mode before its processes are killed")
     parser.add_argument("--json", help="also write the per-trial records here")
+    parser.add_argument("--reuse", metavar="WORK",
+                        help="make the tables and the plot again from a finished run's work "
+                             "folder (printed at its start) instead of running the searches")
+    parser.add_argument("--note", help="with --docs: a sentence added to the caption (how the "
+                                           "run was made, e.g. the machine's load)")
+    parser.add_argument("--docs-name", default="tuning_soak",
+                        help="with --docs: the name of the table and the PNG in docs/benchmarks")
     parser.add_argument("--_role", dest="role", help=argparse.SUPPRESS)
     parser.add_argument("--dir", help=argparse.SUPPRESS)
     parser.add_argument("--oracle", help=argparse.SUPPRESS)
@@ -251,9 +320,14 @@ def main(argv=None):
     if args.role:
         return _child(args)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    work = tempfile.mkdtemp(prefix="kce-soak-")
-    print(f"work folder {work}, load {os.getloadavg()}")
-    results = [run_mode(args, mode, work) for mode in modes]
+    if args.reuse:
+        work = args.reuse
+        results = [read_mode(work, mode) for mode in modes
+                   if os.path.isdir(os.path.join(work, mode))]
+    else:
+        work = tempfile.mkdtemp(prefix="kce-soak-")
+        print(f"work folder {work}, load {os.getloadavg()}")
+        results = [run_mode(args, mode, work) for mode in modes]
     summaries = [summarize(r) for r in results]
     text = table(summaries)
     print(text)
@@ -267,10 +341,10 @@ def main(argv=None):
 
         note = (f"HyperLeNet, {args.image_size}x{args.image_size} digits, {args.examples} "
                 "training examples, 1 epoch per trial; memory = resident at the start of each "
-                "trial's fit (timing.json `rss_start_mb`)")
+                "trial's fit (timing.json `rss_start_mb`)" + (f"; {args.note}" if args.note else ""))
         # write_docs_table's comment adds " --docs" to the script name itself
-        write_docs_table("tuning_soak", text, "bench_tuning_soak.py", note)
-        plot(results, os.path.join(DOCS_TABLES, "tuning_soak.png"), title)
+        write_docs_table(args.docs_name, text, "bench_tuning_soak.py", note)
+        plot(results, os.path.join(DOCS_TABLES, f"{args.docs_name}.png"), title)
     else:
         plot(results, os.path.join(work, "tuning_soak.png"), title)
     return 0
