@@ -23,6 +23,33 @@ def _read(path):
 # ----------------------------------------------------------------------------- configuration
 
 
+def test_conditional_hyperparameters_cross_to_protobuf_silently_and_unchanged(capsys):
+    """KerasTuner 1.4 prints a conditional hyperparameter's first value each time it is turned
+    into a protobuf (every trial of a distributed search); the replacement is silent and makes
+    the same messages: the space round-trips with every kind of parent value."""
+    import keras_tuner
+
+    tuning.quiet_condition_protos()
+    tuning.quiet_condition_protos()  # idempotent
+    hp = keras_tuner.HyperParameters()
+    for parent, values, value in (("depth", [1, 2, 3], 2), ("act", ["relu", "tanh"], "relu"),
+                                  ("bn", [True, False], True), ("lr", [0.1, 0.01], 0.1)):
+        hp.Choice(parent, values, default=value)
+        with hp.conditional_scope(parent, values[:1]):
+            hp.Int(f"{parent}_child", 1, 8, default=4)
+    capsys.readouterr()
+    proto = hp.to_proto()
+    assert capsys.readouterr().out == ""
+    again = keras_tuner.HyperParameters.from_proto(proto)
+    assert again.values == hp.values
+    conditions = {p.name: [c.get_config() for c in p.conditions] for p in again.space}
+    assert conditions["depth_child"] == [{"name": "depth", "values": [1]}]
+    assert conditions["act_child"] == [{"name": "act", "values": ["relu"]}]
+    assert conditions["bn_child"] == [{"name": "bn", "values": [True]}]
+    assert conditions["lr_child"] == [{"name": "lr", "values": [0.1]}]
+
+
+
 def test_cluster_validates_its_arguments():
     with pytest.raises(ValueError, match=r"argument `role`.*Received: role='boss'"):
         tuning.TuningCluster("boss", "127.0.0.1:1")

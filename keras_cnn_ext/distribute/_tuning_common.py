@@ -66,6 +66,34 @@ def check_keras_tuner(version=None):
         "one process (without --distributed), which works with any keras-tuner >= 1.4.")
 
 
+def quiet_condition_protos():
+    """Makes KerasTuner's conversion of conditional hyperparameters to protobuf silent.
+
+    KerasTuner 1.4's ``conditions.Parent.to_proto`` prints its first value (a debug print left
+    in the release) each time a conditional hyperparameter crosses between the chief and a
+    worker: 16 stray lines per HyperLeNet trial in a distributed search, whatever ``--quiet``
+    says. This puts in its place the same conversion (the value field chosen by the values'
+    type, as KerasTuner does: str, bool, int, else float) without the print. Idempotent.
+    """
+    from keras_tuner.src import protos
+    from keras_tuner.src.engine import conditions
+
+    if getattr(conditions.Parent.to_proto, "_kce_quiet", False):
+        return
+
+    def to_proto(self):
+        proto = protos.get_proto()
+        first = self.values[0]
+        field = ("string_value" if isinstance(first, str) else
+                 "boolean_value" if isinstance(first, bool) else  # before int: bool is an int
+                 "int_value" if isinstance(first, int) else "float_value")
+        return proto.Condition(parent=proto.Condition.Parent(
+            name=self.name, values=[proto.Value(**{field: v}) for v in self.values]))
+
+    to_proto._kce_quiet = True
+    conditions.Parent.to_proto = to_proto
+
+
 def write_json(path, data):
     """Writes `data` as JSON through a temporary name, so readers never see half a file."""
     tmp = f"{path}.tmp-{os.getpid()}"

@@ -38,7 +38,7 @@ from keras_cnn_ext._backend import require_tensorflow
 # module imports them only when a search runs: the imports go one way, no circle)
 from keras_cnn_ext.distribute._tuning_common import (  # noqa: F401 - public names
     _HEARTBEAT, LOST_EXIT_CODE, MAX_LOSSES, STATUS_FILE, Heartbeats, TuningClusterError,
-    check_keras_tuner, write_json,
+    check_keras_tuner, quiet_condition_protos, write_json,
 )
 
 ROLES = ("chief", "worker")
@@ -211,6 +211,7 @@ def run_distributed(cluster, make_tuner, *search_args, **search_kwargs):
                          f"{ENV_ID}, {ENV_IP} and {ENV_PORT}")
     require_backend()
     check_keras_tuner()  # the chief and the workers use KerasTuner's private modules
+    quiet_condition_protos()
     with _environment(cluster.environ()):
         if cluster.role == "worker":
             from keras_cnn_ext.distribute import _tuning_worker
