@@ -47,7 +47,9 @@ HOLDER = textwrap.dedent("""
 
 
 def _start_holder(tmp_path, folder, hold=600.0, name="holder", go=None):  # killed by the test
-    script = tmp_path / "holder.py"
+    # one script per holder: rewriting a shared one while an earlier holder's interpreter is
+    # still reading it let that holder read an empty file and exit 0 with no output
+    script = tmp_path / f"{name}.py"
     script.write_text(HOLDER)
     args = [str(script), LOCK_FILE, str(folder), str(hold)] + ([str(go)] if go else [])
     return proc_helper.start(args, str(tmp_path / f"{name}.log"))
