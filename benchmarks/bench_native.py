@@ -20,7 +20,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from common import (add_docs_argument, markdown_table, time_alternating,  # noqa: E402
-                    write_docs_table)
+                    traced_gradient, write_docs_table)
 from keras_cnn_ext.ops import composite, native  # noqa: E402
 
 CONV_CASES = [
@@ -57,13 +57,7 @@ def conv_functions(shape, filters, k, stride, pad, dtype):
     pads = ((pad, pad), (pad, pad))
 
     def make(op):
-        @tf.function
-        def f():
-            with tf.GradientTape() as tape:
-                tape.watch([x, w])
-                y = op(x, w)
-            return tape.gradient(y, [x, w], output_gradients=dy)
-        return f
+        return traced_gradient(op, [x, w], dy)
 
     native_fn = make(lambda a, b: native.corr2d(a, b, (stride, stride), pads, "zeros",
                                                 "cross_correlation", "channels_last"))
@@ -85,13 +79,7 @@ def pool_functions(shape, kind, window, stride, dtype):
     stock = tf.nn.max_pool2d if kind == "max" else tf.nn.avg_pool2d
 
     def make(op):
-        @tf.function
-        def f():
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                y = op(x)
-            return tape.gradient(y, x, output_gradients=dy)
-        return f
+        return traced_gradient(op, x, dy)
 
     return [
         make(lambda a: nat(a, (window, window), (stride, stride), pads, "zeros",

@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from common import (add_docs_argument, markdown_table, noise,  # noqa: E402
+from common import (add_docs_argument, markdown_table, noise, traced_gradient,  # noqa: E402
                     time_alternating_samples, write_docs_table)
 from keras_cnn_ext.ops import composite, dispatch, geometry, native, nn  # noqa: E402
 
@@ -64,13 +64,7 @@ def main(argv=None):
         return tf.function(lambda: op(x))
 
     def forward_backward(op):
-        @tf.function
-        def f():
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                y = op(x)
-            return tape.gradient(y, x, output_gradients=dy)
-        return f
+        return traced_gradient(op, x, dy)
 
     ops = candidates(args.window, args.stride, args.ceil_mode)
     names = list(ops)

@@ -324,6 +324,9 @@ def main(argv=None):
         work = args.reuse
         results = [read_mode(work, mode) for mode in modes
                    if os.path.isdir(os.path.join(work, mode))]
+        if not results:
+            parser.error(f"argument --reuse: no folder of the modes {', '.join(modes)} in "
+                         f"{work!r} (expected a work folder printed by an earlier run)")
     else:
         work = tempfile.mkdtemp(prefix="kce-soak-")
         print(f"work folder {work}, load {os.getloadavg()}")

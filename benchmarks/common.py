@@ -74,6 +74,23 @@ def machine_line():
             f"({family} CPU kernels{forced})")
 
 
+def traced_gradient(op, inputs, upstream):
+    """A `tf.function` of op(*inputs) and its gradients with respect to `inputs` (a tensor or a
+    list of tensors, as `tape.gradient` returns them) for the given upstream gradient: the
+    forward + backward step the benchmarks time."""
+    import tensorflow as tf
+
+    watched = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            tape.watch(watched)
+            y = op(*watched)
+        return tape.gradient(y, inputs, output_gradients=upstream)
+    return step
+
+
 def markdown_table(header, rows, machine=True):
     """A markdown table, preceded by `machine_line()` (the numbers mean nothing without it)."""
     lines = [machine_line(), ""] if machine else []
